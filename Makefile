@@ -1,0 +1,52 @@
+# Vidflow developer entry points. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROTO_FILES := $(shell find protos/vidflow -name '*.proto')
+SERVICE_PROTOS := $(filter %_service.proto,$(PROTO_FILES))
+GEN_STAMP := protos/.generated
+
+.DEFAULT_GOAL := help
+.PHONY: help venv gen run test test-unit test-integration lint bench check clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[local,dev]'
+	touch $@
+
+venv: $(BIN)/.installed ## Create the development environment (.venv)
+
+$(GEN_STAMP): $(BIN)/.installed $(PROTO_FILES)
+	find protos -name '*_pb2*.py*' -delete
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -I protos \
+	  --python_out=protos --mypy_out=protos $(PROTO_FILES)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m grpc_tools.protoc -I protos \
+	  --grpc_python_out=protos --mypy_grpc_out=protos $(SERVICE_PROTOS)
+	touch $@
+
+gen: $(GEN_STAMP) ## Generate Python code and typed stubs from protos/
+
+run: gen ## Start the whole stack on loopback (Ctrl-C stops it)
+	$(BIN)/python -m devstack
+
+test: gen ## Unit tests, then integration and end-to-end tests on real servers
+	$(BIN)/python -m pytest -m "not integration and not e2e" -q
+	$(BIN)/python -m pytest -m "integration or e2e" -q
+
+lint: gen ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/mypy lib services simulator devstack
+
+bench: gen ## Benchmarks in bench/
+	$(BIN)/python -m bench
+
+check: lint test ## What CI runs
+
+clean: ## Remove the environment and generated code
+	rm -rf $(VENV) $(GEN_STAMP) .devstack
+	find protos -name '*_pb2*.py*' -delete

@@ -1,0 +1,56 @@
+"""NATS JetStream: connections that survive outages, streams, and de-duplicated publishing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import PubAck, StreamConfig
+from nats.js.errors import BadRequestError
+
+log = logging.getLogger(__name__)
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+
+
+async def connect_nats(url: str, *, name: str) -> NatsClient:
+    """Reconnects forever: an outage delays events (the outbox holds them), it never loses them."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error", extra={"error": repr(exc)})
+
+    return await nats.connect(
+        servers=[url],
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+        error_cb=on_error,
+    )
+
+
+async def ensure_stream(
+    js: JetStreamContext, name: str, subjects: Sequence[str], *, duplicate_window_seconds: float = 600
+) -> None:
+    config = StreamConfig(name=name, subjects=list(subjects), duplicate_window=duplicate_window_seconds)
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        # Exists with other settings (for example from an older release): converge it.
+        await js.update_stream(config)
+
+
+async def publish(
+    js: JetStreamContext,
+    subject: str,
+    payload: bytes,
+    *,
+    msg_id: str,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 5.0,
+) -> PubAck:
+    all_headers = {**(headers or {}), MSG_ID_HEADER: msg_id}
+    return await js.publish(subject, payload, timeout=timeout, headers=all_headers)

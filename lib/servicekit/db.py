@@ -1,0 +1,34 @@
+"""PostgreSQL through SQLAlchemy 2 async with psycopg 3, and Alembic migrations per service schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """Accept the usual `postgresql://` form and pick the psycopg 3 driver."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if database_url.startswith(prefix):
+            return "postgresql+psycopg://" + database_url[len(prefix) :]
+    raise ValueError("DATABASE_URL must be a postgresql:// URL")
+
+
+def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+    # pre_ping lets services ride out a PostgreSQL restart without restarting themselves.
+    return create_async_engine(
+        sqlalchemy_url(database_url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+    )
+
+
+def upgrade_schema(database_url: str, migrations_dir: Path, schema: str) -> None:
+    """Run a service's Alembic migrations to head (blocking; call from a thread or a Job)."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir))
+    config.set_main_option("path_separator", "os")
+    config.attributes["database_url"] = sqlalchemy_url(database_url)
+    config.attributes["schema"] = schema
+    command.upgrade(config, "head")
