@@ -50,7 +50,7 @@ async def publish(
     *,
     msg_id: str,
     headers: Mapping[str, str] | None = None,
-    timeout: float = 5.0,
+    ack_timeout: float = 5.0,
 ) -> PubAck:
     all_headers = {**(headers or {}), MSG_ID_HEADER: msg_id}
-    return await js.publish(subject, payload, timeout=timeout, headers=all_headers)
+    return await js.publish(subject, payload, timeout=ack_timeout, headers=all_headers)

@@ -108,7 +108,9 @@ class ServiceBoundaryInterceptor(grpc.aio.ServerInterceptor):
                             to_rpc_status(ServiceError(ErrorKind.INTERNAL, GENERIC_INTERNAL_MESSAGE))
                         )
             finally:
-                log.debug("rpc done", extra={"rpc": method, "ms": round((time.perf_counter() - started) * 1e3)})
+                log.debug(
+                    "rpc done", extra={"rpc": method, "ms": round((time.perf_counter() - started) * 1e3)}
+                )
                 otel_context.detach(token)
 
         return grpc.unary_unary_rpc_method_handler(

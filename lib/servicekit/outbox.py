@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.dml import Insert
 
 from servicekit.bus import publish
+from servicekit.lifecycle import wait_for_signal
 from servicekit.telemetry import context_from_headers, inject_trace_headers
 
 log = logging.getLogger(__name__)
@@ -97,11 +98,11 @@ class OutboxRelay:
                 # NATS or PostgreSQL is away: the rows stay put and go out once it is back.
                 log.warning("outbox relay paused", extra={"error": repr(exc), "retry_in": backoff})
                 published = 0
-                await _wait_any(stop, None, backoff)
+                await wait_for_signal(stop, seconds=backoff)
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
             if published < self._batch_size:
-                await _wait_any(stop, self._wake, self._idle_interval)
+                await wait_for_signal(stop, self._wake, seconds=self._idle_interval)
                 self._wake.clear()
 
     async def publish_pending(self) -> int:
@@ -135,15 +136,6 @@ class OutboxRelay:
         with _tracer.start_as_current_span(
             f"publish {row.subject}", context=context_from_headers(headers), kind=trace.SpanKind.PRODUCER
         ):
-            await publish(self._js, row.subject, row.payload, msg_id=row.msg_id, headers=inject_trace_headers())
-
-
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event | None, timeout: float) -> None:
-    waiters = [asyncio.ensure_future(stop.wait())]
-    if wake is not None:
-        waiters.append(asyncio.ensure_future(wake.wait()))
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
+            await publish(
+                self._js, row.subject, row.payload, msg_id=row.msg_id, headers=inject_trace_headers()
+            )

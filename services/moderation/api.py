@@ -31,7 +31,9 @@ def _to_proto(stored: StoredDecision) -> moderation_pb2.ModerationDecision:
     message = moderation_pb2.ModerationDecision(
         id=stored.id,
         job_id=stored.job_id,
-        verdict=moderation_pb2.VERDICT_APPROVED if stored.decision.approved else moderation_pb2.VERDICT_REJECTED,
+        verdict=moderation_pb2.VERDICT_APPROVED
+        if stored.decision.approved
+        else moderation_pb2.VERDICT_REJECTED,
         category=stored.decision.category,
         reason=stored.decision.reason,
     )

@@ -16,12 +16,33 @@ from dataclasses import dataclass, field
 # Letters from other scripts that look like Latin ones (a small, common subset of UTS #39).
 _CONFUSABLES = str.maketrans(
     {
-        "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "i", "ј": "j",
-        "ѕ": "s", "ԁ": "d", "һ": "h", "ɡ": "g", "ο": "o", "α": "a", "ν": "v", "τ": "t", "ι": "i",
-        "κ": "k", "ρ": "p", "μ": "u", "β": "b",
+        "а": "a",
+        "е": "e",
+        "о": "o",
+        "р": "p",
+        "с": "c",
+        "у": "y",
+        "х": "x",
+        "і": "i",
+        "ј": "j",
+        "ѕ": "s",
+        "ԁ": "d",
+        "һ": "h",
+        "ɡ": "g",
+        "ο": "o",
+        "α": "a",
+        "ν": "v",
+        "τ": "t",
+        "ι": "i",
+        "κ": "k",
+        "ρ": "p",
+        "μ": "u",
+        "β": "b",
     }
 )
-_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
+_LEET = str.maketrans(
+    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"}
+)
 _SEPARATORS = re.compile(r"[\W_]+")
 # A single character between separators, repeated: "k i l l" or "k-i-l-l".
 _SPACED_LETTERS = re.compile(r"\b(?:\w[\W_]+){2,}\w\b")
@@ -33,7 +54,9 @@ def normalise(text: str) -> str:
     folded = unicodedata.normalize("NFKC", text).casefold().translate(_CONFUSABLES)
     stripped = "".join(ch for ch in unicodedata.normalize("NFKD", folded) if not unicodedata.combining(ch))
     # Leetspeak only inside words, so "1984" or "4 cats" stay numbers.
-    unleeted = re.sub(r"(?<=[a-z])[0-9@$!]+|[0-9@$!]+(?=[a-z])", lambda m: m.group().translate(_LEET), stripped)
+    unleeted = re.sub(
+        r"(?<=[a-z])[0-9@$!]+|[0-9@$!]+(?=[a-z])", lambda m: m.group().translate(_LEET), stripped
+    )
     joined = _SPACED_LETTERS.sub(lambda m: _SEPARATORS.sub("", m.group()), unleeted)
     return _SEPARATORS.sub(" ", joined).strip()
 
@@ -95,14 +118,25 @@ DEFAULT_CATEGORIES: tuple[Category, ...] = (
         "sexual_minors",
         "The prompt appears to sexualise minors, which is never allowed.",
         terms=("child porn", "cp video", "underage sex", "nude child", "naked kid", "loli", "shota"),
-        patterns=(r"\b(?:child|kid|minor|underage|preteen|teen)\w*\b.{0,40}\b(?:nude|naked|sexual|sex|erotic)\b",
-                  r"\b(?:nude|naked|sexual|sex|erotic)\b.{0,40}\b(?:child|kid|minor|underage|preteen)\w*\b"),
+        patterns=(
+            r"\b(?:child|kid|minor|underage|preteen|teen)\w*\b.{0,40}\b(?:nude|naked|sexual|sex|erotic)\b",
+            r"\b(?:nude|naked|sexual|sex|erotic)\b.{0,40}\b(?:child|kid|minor|underage|preteen)\w*\b",
+        ),
     ),
     Category(
         "graphic_violence",
         "The prompt asks for graphic violence or gore.",
-        terms=("gore", "beheading", "decapitation", "dismemberment", "disembowel", "mutilated corpse",
-               "torture scene", "blood bath", "massacre"),
+        terms=(
+            "gore",
+            "beheading",
+            "decapitation",
+            "dismemberment",
+            "disembowel",
+            "mutilated corpse",
+            "torture scene",
+            "blood bath",
+            "massacre",
+        ),
     ),
     Category(
         "self_harm",
@@ -118,13 +152,35 @@ DEFAULT_CATEGORIES: tuple[Category, ...] = (
     Category(
         "public_figures",
         "The prompt depicts a real public figure, which this platform does not generate.",
-        terms=("donald trump", "joe biden", "barack obama", "elon musk", "taylor swift", "vladimir putin",
-               "xi jinping", "pope francis", "kim jong un", "narendra modi"),
+        terms=(
+            "donald trump",
+            "joe biden",
+            "barack obama",
+            "elon musk",
+            "taylor swift",
+            "vladimir putin",
+            "xi jinping",
+            "pope francis",
+            "kim jong un",
+            "narendra modi",
+        ),
     ),
     Category(
         "copyrighted_characters",
         "The prompt names a copyrighted character.",
-        terms=("mickey mouse", "spiderman", "spider man", "darth vader", "harry potter", "pikachu",
-               "super mario", "elsa from frozen", "batman", "superman", "shrek", "sonic the hedgehog"),
+        terms=(
+            "mickey mouse",
+            "spiderman",
+            "spider man",
+            "darth vader",
+            "harry potter",
+            "pikachu",
+            "super mario",
+            "elsa from frozen",
+            "batman",
+            "superman",
+            "shrek",
+            "sonic the hedgehog",
+        ),
     ),
 )

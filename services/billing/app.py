@@ -1,0 +1,58 @@
+"""Wiring only: database engine, NATS and the outbox relay, gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+from servicekit.bus import connect_nats, ensure_stream
+from servicekit.db import make_engine, upgrade_schema
+from servicekit.grpcserver import RunningServer, create_server
+from servicekit.outbox import OutboxRelay
+from vidflow.billing.v1 import billing_service_pb2, billing_service_pb2_grpc
+
+from services.billing import events
+from services.billing.api import BillingApi
+from services.billing.config import Settings
+from services.billing.store import SCHEMA, LedgerStore, outbox
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+SERVICE_NAME = billing_service_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name
+
+
+def migrate(settings: Settings) -> None:
+    upgrade_schema(settings.database_url, MIGRATIONS, SCHEMA)
+
+
+@asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[RunningServer]:
+    prices = settings.price_table()
+    async with AsyncExitStack() as stack:
+        engine = make_engine(settings.database_url, pool_size=10)
+        stack.push_async_callback(engine.dispose)
+        nc = await connect_nats(settings.nats_url, name="vidflow-billing")
+        stack.push_async_callback(nc.drain)
+        js = nc.jetstream()
+        await ensure_stream(js, events.STREAM, events.STREAM_SUBJECTS)
+        relay = OutboxRelay(engine, outbox, js)
+        stop_relay = asyncio.Event()
+        relay_task = asyncio.create_task(relay.run(stop_relay), name="billing-outbox-relay")
+
+        async def stop_relay_task() -> None:
+            stop_relay.set()
+            await relay_task
+
+        stack.push_async_callback(stop_relay_task)
+        api = BillingApi(prices, LedgerStore(engine, on_commit=relay.wake))
+        running = await create_server(
+            settings.grpc_listen_address,
+            service_names=[SERVICE_NAME],
+            register=lambda server: billing_service_pb2_grpc.add_BillingServiceServicer_to_server(
+                api, server
+            ),
+            tracer_name="vidflow.billing",
+        )
+        stack.push_async_callback(running.stop_gracefully, settings.grpc_drain_seconds)
+        yield running

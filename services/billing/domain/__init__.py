@@ -1,0 +1,51 @@
+"""Pure billing logic: integer pricing and double-entry rules for holds and credits."""
+
+from services.billing.domain.ledger import (
+    Balance,
+    Bucket,
+    Hold,
+    HoldState,
+    Posting,
+    Transaction,
+    TransactionKind,
+    capture,
+    capture_charge,
+    credit,
+    credit_key,
+    release,
+    reserve,
+    same_request,
+    settle_key,
+    settled_already,
+)
+from services.billing.domain.pricing import (
+    DEFAULT_USD_PER_SECOND,
+    PriceTable,
+    Rate,
+    VideoSpec,
+    usd_to_micros,
+)
+
+__all__ = [
+    "DEFAULT_USD_PER_SECOND",
+    "Balance",
+    "Bucket",
+    "Hold",
+    "HoldState",
+    "Posting",
+    "PriceTable",
+    "Rate",
+    "Transaction",
+    "TransactionKind",
+    "VideoSpec",
+    "capture",
+    "capture_charge",
+    "credit",
+    "credit_key",
+    "release",
+    "reserve",
+    "same_request",
+    "settle_key",
+    "settled_already",
+    "usd_to_micros",
+]

@@ -1,0 +1,64 @@
+"""Every error leaves the gateway as an OpenAI-style body; the status comes from servicekit's table."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from servicekit.errors import GENERIC_INTERNAL_MESSAGE, ErrorKind, ServiceError, openai_error_body
+
+log = logging.getLogger(__name__)
+REQUEST_ID_HEADER = "X-Request-Id"
+_HTTP_STATUS_KINDS = {
+    400: ErrorKind.INVALID_ARGUMENT,
+    401: ErrorKind.UNAUTHENTICATED,
+    403: ErrorKind.PERMISSION_DENIED,
+    404: ErrorKind.NOT_FOUND,
+    413: ErrorKind.PAYLOAD_TOO_LARGE,
+    429: ErrorKind.RATE_LIMITED,
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(error: ServiceError) -> web.Response:
+    return web.json_response(openai_error_body(error), status=error.kind.http_status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = request.headers.get(REQUEST_ID_HEADER) or f"req_{uuid.uuid4().hex}"
+    try:
+        response = await handler(request)
+    except ServiceError as error:
+        response = error_response(error)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        kind = _HTTP_STATUS_KINDS.get(exc.status)
+        if kind is None:
+            response = web.json_response(
+                {
+                    "error": {
+                        "message": exc.reason,
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": None,
+                    }
+                },
+                status=exc.status,
+            )
+        else:
+            message = "Unknown request URL." if exc.status == 404 else (exc.text or exc.reason)
+            if exc.status == 413:
+                message = "The request body is too large."
+            response = error_response(ServiceError(kind, message))
+        if exc.status == 405:
+            response.headers["Allow"] = exc.headers.get("Allow", "")
+    except Exception:
+        log.exception("request failed", extra={"path": request.path, "request_id": request_id})
+        response = error_response(ServiceError(ErrorKind.INTERNAL, GENERIC_INTERNAL_MESSAGE))
+    response.headers[REQUEST_ID_HEADER] = request_id
+    return response

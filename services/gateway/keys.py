@@ -1,0 +1,15 @@
+"""Typed application keys (aiohttp AppKey) for what the handlers need."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+from vidflow.jobs.v1 import jobs_service_pb2_grpc
+from vidflow.render.v1 import render_service_pb2_grpc
+
+from services.gateway.identity import IdentityStore
+
+IDENTITY = web.AppKey("identity", IdentityStore)
+JOBS_STUB = web.AppKey("jobs_stub", jobs_service_pb2_grpc.JobsServiceStub)
+RENDER_STUB = web.AppKey("render_stub", render_service_pb2_grpc.RenderServiceStub)
+HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)

@@ -1,0 +1,37 @@
+"""vidflow.jobs.v1.Job -> the OpenAI VideoResource JSON, and request fields -> typed values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vidflow.jobs.v1 import jobs_pb2
+
+_STATUS = {
+    jobs_pb2.JOB_STATUS_QUEUED: "queued",
+    jobs_pb2.JOB_STATUS_IN_PROGRESS: "in_progress",
+    jobs_pb2.JOB_STATUS_COMPLETED: "completed",
+    jobs_pb2.JOB_STATUS_FAILED: "failed",
+}
+
+
+def video_resource(job: jobs_pb2.Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "object": "video",
+        "model": job.model,
+        "status": _STATUS.get(job.status, "queued"),
+        "progress": job.progress,
+        "created_at": job.create_time.seconds,
+        "completed_at": job.complete_time.seconds if job.HasField("complete_time") else None,
+        # Our copy of the media does not expire, unlike a provider's download links.
+        "expires_at": None,
+        "prompt": job.prompt,
+        "size": job.size,
+        "seconds": str(job.seconds),
+        "remixed_from_video_id": job.remixed_from_job_id or None,
+        "error": {"code": job.error.code, "message": job.error.message} if job.error.code else None,
+    }
+
+
+def is_in_flight(job: jobs_pb2.Job) -> bool:
+    return job.status in (jobs_pb2.JOB_STATUS_QUEUED, jobs_pb2.JOB_STATUS_IN_PROGRESS)

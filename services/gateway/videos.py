@@ -1,0 +1,170 @@
+"""The OpenAI-compatible /v1/videos routes. Handlers translate HTTP to gRPC calls and back."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+from servicekit.errors import ErrorKind, ServiceError
+from vidflow.jobs.v1 import jobs_pb2, jobs_service_pb2, jobs_service_pb2_grpc
+from vidflow.render.v1 import render_pb2, render_service_pb2, render_service_pb2_grpc
+
+from services.gateway.auth import principal_of
+from services.gateway.create_body import read_create_body
+from services.gateway.keys import HTTP_CLIENT, JOBS_STUB, RENDER_STUB
+from services.gateway.openai_format import is_in_flight, video_resource
+
+POLL_AFTER_MS = "2000"
+_VARIANTS = {
+    "video": render_pb2.ASSET_VARIANT_VIDEO,
+    "thumbnail": render_pb2.ASSET_VARIANT_THUMBNAIL,
+    "spritesheet": render_pb2.ASSET_VARIANT_SPRITESHEET,
+}
+_PASSED_THROUGH_HEADERS = (
+    "Content-Type",
+    "Content-Length",
+    "Content-Range",
+    "Accept-Ranges",
+    "ETag",
+    "Last-Modified",
+)
+
+routes = web.RouteTableDef()
+
+
+def _job_response(job: jobs_pb2.Job) -> web.Response:
+    response = web.json_response(video_resource(job))
+    if is_in_flight(job):
+        response.headers["openai-poll-after-ms"] = POLL_AFTER_MS
+    return response
+
+
+@routes.post("/v1/videos")
+async def create_video(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    fields = await read_create_body(request)
+    stub: jobs_service_pb2_grpc.JobsServiceStub = request.app[JOBS_STUB]
+    response = await stub.CreateJob(
+        jobs_service_pb2.CreateJobRequest(
+            owner_id=principal.user_id,
+            model=fields.model,
+            prompt=fields.prompt,
+            seconds=fields.seconds,
+            size=fields.size,
+            request_id=request.headers.get("Idempotency-Key", "")[:128],
+        )
+    )
+    return _job_response(response.job)
+
+
+@routes.get("/v1/videos")
+async def list_videos(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    limit = _limit(request.query.get("limit"))
+    order = request.query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise ServiceError(
+            ErrorKind.INVALID_ARGUMENT, "order must be 'asc' or 'desc'", param="order", code="invalid_value"
+        )
+    stub: jobs_service_pb2_grpc.JobsServiceStub = request.app[JOBS_STUB]
+    response = await stub.ListJobs(
+        jobs_service_pb2.ListJobsRequest(
+            owner_id=principal.user_id,
+            page_size=limit,
+            page_token=request.query.get("after", "")[:128],
+            order=jobs_pb2.SORT_ORDER_ASCENDING if order == "asc" else jobs_pb2.SORT_ORDER_DESCENDING,
+        )
+    )
+    data = [video_resource(job) for job in response.jobs]
+    return web.json_response(
+        {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": bool(response.next_page_token),
+        }
+    )
+
+
+@routes.get("/v1/videos/{video_id}")
+async def retrieve_video(request: web.Request) -> web.Response:
+    job = await _owned_job(request)
+    return _job_response(job)
+
+
+@routes.get("/v1/videos/{video_id}/content")
+async def download_content(request: web.Request) -> web.StreamResponse:
+    variant_name = request.query.get("variant", "video")
+    if variant_name not in _VARIANTS:
+        raise ServiceError(
+            ErrorKind.INVALID_ARGUMENT,
+            "variant must be one of video, thumbnail, spritesheet",
+            param="variant",
+            code="invalid_value",
+        )
+    job = await _owned_job(request)
+    if job.status != jobs_pb2.JOB_STATUS_COMPLETED:
+        raise ServiceError(
+            ErrorKind.FAILED_PRECONDITION,
+            f"Video {job.id} is not completed yet (status {video_resource(job)['status']}).",
+            code="video_not_ready",
+        )
+    render: render_service_pb2_grpc.RenderServiceStub = request.app[RENDER_STUB]
+    located = await render.GetAssetUrl(
+        render_service_pb2.GetAssetUrlRequest(
+            owner_id=job.owner_id, job_id=job.id, variant=_VARIANTS[variant_name]
+        )
+    )
+    return await _relay_from_storage(request, located.url)
+
+
+async def _relay_from_storage(request: web.Request, url: str) -> web.StreamResponse:
+    """Stream the object through, passing Range along, so clients can seek and resume."""
+    headers = {"Range": request.headers["Range"]} if "Range" in request.headers else {}
+    session: aiohttp.ClientSession = request.app[HTTP_CLIENT]
+    async with session.get(
+        url, headers=headers, timeout=aiohttp.ClientTimeout(total=None, sock_read=60)
+    ) as upstream:
+        if upstream.status == 416:
+            raise ServiceError(
+                ErrorKind.INVALID_ARGUMENT, "The requested range is not satisfiable.", param="Range"
+            )
+        if upstream.status not in (200, 206):
+            raise ServiceError(ErrorKind.UNAVAILABLE, "Media storage is unavailable; try again shortly.")
+        response = web.StreamResponse(status=upstream.status)
+        for name in _PASSED_THROUGH_HEADERS:
+            if name in upstream.headers:
+                response.headers[name] = upstream.headers[name]
+        await response.prepare(request)
+        async for chunk in upstream.content.iter_chunked(1 << 16):
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+
+async def _owned_job(request: web.Request) -> jobs_pb2.Job:
+    principal = principal_of(request)
+    video_id = request.match_info["video_id"]
+    if len(video_id) > 128:
+        raise ServiceError(
+            ErrorKind.NOT_FOUND,
+            f"No video found with id '{video_id[:128]}'.",
+            param="video_id",
+            code="video_not_found",
+        )
+    stub: jobs_service_pb2_grpc.JobsServiceStub = request.app[JOBS_STUB]
+    response = await stub.GetJob(jobs_service_pb2.GetJobRequest(owner_id=principal.user_id, job_id=video_id))
+    return response.job
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 20
+    if not raw.isdigit() or not 0 <= int(raw) <= 100:
+        raise ServiceError(
+            ErrorKind.INVALID_ARGUMENT,
+            "limit must be an integer between 0 and 100",
+            param="limit",
+            code="invalid_value",
+        )
+    return int(raw) or 20

@@ -1,0 +1,69 @@
+"""gRPC translation for JobsService: proto in, application call, proto out."""
+
+from __future__ import annotations
+
+import grpc
+from servicekit.errors import ErrorKind, ServiceError
+from vidflow.jobs.v1 import jobs_pb2, jobs_service_pb2, jobs_service_pb2_grpc
+
+from services.jobs.admission import Admission
+from services.jobs.store import JobStore
+from services.jobs.translate import job_to_proto
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+
+
+class JobsApi(jobs_service_pb2_grpc.JobsServiceServicer):
+    def __init__(self, admission: Admission, store: JobStore) -> None:
+        self._admission = admission
+        self._store = store
+
+    async def CreateJob(
+        self, request: jobs_service_pb2.CreateJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_service_pb2.CreateJobResponse:
+        job = await self._admission.create(
+            owner_id=request.owner_id,
+            model=request.model,
+            prompt=request.prompt,
+            seconds=request.seconds,
+            size=request.size,
+            request_id=request.request_id,
+        )
+        return jobs_service_pb2.CreateJobResponse(job=job_to_proto(job))
+
+    async def GetJob(
+        self, request: jobs_service_pb2.GetJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_service_pb2.GetJobResponse:
+        job = await self._store.get(request.job_id, owner_id=request.owner_id)
+        if job is None or not request.owner_id:
+            raise _not_found(request.job_id)
+        return jobs_service_pb2.GetJobResponse(job=job_to_proto(job))
+
+    async def ListJobs(
+        self, request: jobs_service_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_service_pb2.ListJobsResponse:
+        if request.page_size < 0 or request.page_size > MAX_PAGE_SIZE:
+            raise ServiceError(
+                ErrorKind.INVALID_ARGUMENT,
+                f"limit must be between 0 and {MAX_PAGE_SIZE}",
+                param="limit",
+                code="invalid_value",
+            )
+        jobs, has_more = await self._store.list_for_owner(
+            request.owner_id,
+            limit=request.page_size or DEFAULT_PAGE_SIZE,
+            after_id=request.page_token or None,
+            descending=request.order != jobs_pb2.SORT_ORDER_ASCENDING,
+        )
+        return jobs_service_pb2.ListJobsResponse(
+            jobs=[job_to_proto(job) for job in jobs],
+            next_page_token=jobs[-1].id if has_more and jobs else "",
+        )
+
+
+def _not_found(job_id: str) -> ServiceError:
+    # The same answer whether the job does not exist or belongs to someone else.
+    return ServiceError(
+        ErrorKind.NOT_FOUND, f"No video found with id '{job_id}'.", param="video_id", code="video_not_found"
+    )

@@ -1,0 +1,115 @@
+"""Wiring only: database, bus, storage, peers, provider, gRPC server, worker and outbox relay."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from servicekit.bus import connect_nats, ensure_stream
+from servicekit.db import make_engine, upgrade_schema
+from servicekit.grpcclient import open_channel
+from servicekit.grpcserver import RunningServer, create_server
+from servicekit.outbox import OutboxRelay
+from servicekit.storage import ensure_bucket, make_s3_client
+from vidflow.jobs.v1 import jobs_service_pb2, jobs_service_pb2_grpc
+
+from services.jobs.admission import Admission
+from services.jobs.api import JobsApi
+from services.jobs.config import Settings
+from services.jobs.peers import BillingClient, ModerationClient, RendererClient
+from services.jobs.provider.openai_videos import OpenAIVideosProvider
+from services.jobs.staging import StagingArea
+from services.jobs.store import SCHEMA, JobStore, outbox
+from services.jobs.worker import JobWorker
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+SERVICE_NAME = jobs_service_pb2.DESCRIPTOR.services_by_name["JobsService"].full_name
+STREAM_NAME = "JOBS"
+TRACER = "vidflow.jobs"
+
+
+def migrate(settings: Settings) -> None:
+    upgrade_schema(settings.database_url, MIGRATIONS, SCHEMA)
+
+
+@dataclass
+class RunningJobs:
+    server: RunningServer
+    store: JobStore
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+
+@asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[RunningJobs]:
+    async with AsyncExitStack() as stack:
+        engine = make_engine(settings.database_url)
+        stack.push_async_callback(engine.dispose)
+        nats = await connect_nats(settings.nats_url, name="vidflow-jobs")
+        stack.push_async_callback(nats.drain)
+        js = nats.jetstream()
+        await ensure_stream(js, STREAM_NAME, ["jobs.v1.>"])
+        s3 = make_s3_client(settings.s3)
+        await ensure_bucket(s3, settings.s3.bucket)
+        http = aiohttp.ClientSession()
+        stack.push_async_callback(http.close)
+
+        channels = [
+            open_channel(address, tracer_name=TRACER)
+            for address in (settings.moderation_address, settings.billing_address, settings.renderer_address)
+        ]
+        for channel in channels:
+            stack.push_async_callback(channel.close)
+        moderation, billing, renderer = (
+            ModerationClient(channels[0]),
+            BillingClient(channels[1]),
+            RendererClient(channels[2]),
+        )
+
+        relay = OutboxRelay(engine, outbox, js)
+        store = JobStore(engine, on_event_written=relay.wake)
+        worker_wake: list[JobWorker] = []
+
+        def on_admitted() -> None:
+            for worker in worker_wake:
+                worker.wake()
+
+        admission = Admission(store, moderation, billing, on_admitted)
+        worker = JobWorker(
+            store=store,
+            admission=admission,
+            provider=OpenAIVideosProvider(settings.provider, http),
+            staging=StagingArea(s3, settings.s3.bucket),
+            renderer=renderer,
+            billing=billing,
+            settings=settings.worker,
+        )
+        worker_wake.append(worker)
+
+        stop = asyncio.Event()
+        tasks = [
+            asyncio.create_task(relay.run(stop), name="outbox-relay"),
+            asyncio.create_task(worker.run(stop), name="job-worker"),
+        ]
+
+        async def stop_background() -> None:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        # Registered before the server so it runs after the gRPC drain: in-flight RPCs finish first.
+        stack.push_async_callback(stop_background)
+        api = JobsApi(admission, store)
+        running = await create_server(
+            settings.grpc_listen_address,
+            service_names=[SERVICE_NAME],
+            register=lambda server: jobs_service_pb2_grpc.add_JobsServiceServicer_to_server(api, server),
+            tracer_name=TRACER,
+        )
+        stack.push_async_callback(running.stop_gracefully, settings.grpc_drain_seconds)
+        yield RunningJobs(running, store)

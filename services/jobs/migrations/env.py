@@ -1,0 +1,3 @@
+from servicekit.migrations import run_migrations
+
+run_migrations()

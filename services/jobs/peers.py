@@ -1,0 +1,88 @@
+"""Adapters for the services the jobs service calls. Errors arrive as servicekit ServiceError."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+from vidflow.billing.v1 import billing_pb2, billing_service_pb2, billing_service_pb2_grpc
+from vidflow.moderation.v1 import moderation_pb2, moderation_service_pb2, moderation_service_pb2_grpc
+from vidflow.render.v1 import render_service_pb2, render_service_pb2_grpc
+
+from services.jobs.domain.job import Asset
+from services.jobs.domain.video_spec import VideoSpec
+
+
+@dataclass(frozen=True)
+class ModerationVerdict:
+    approved: bool
+    category: str
+    reason: str
+
+
+class ModerationClient:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = moderation_service_pb2_grpc.ModerationServiceStub(channel)
+
+    async def check_prompt(self, *, job_id: str, owner_id: str, prompt: str) -> ModerationVerdict:
+        response = await self._stub.ModeratePrompt(
+            moderation_service_pb2.ModeratePromptRequest(job_id=job_id, owner_id=owner_id, prompt=prompt)
+        )
+        decision = response.decision
+        return ModerationVerdict(
+            approved=decision.verdict == moderation_pb2.VERDICT_APPROVED,
+            category=decision.category,
+            reason=decision.reason,
+        )
+
+
+class BillingClient:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = billing_service_pb2_grpc.BillingServiceStub(channel)
+
+    async def reserve(self, *, account_id: str, job_id: str, spec: VideoSpec) -> int:
+        response = await self._stub.Reserve(
+            billing_service_pb2.ReserveRequest(
+                account_id=account_id,
+                job_id=job_id,
+                spec=billing_pb2.VideoSpec(model=spec.model, size=spec.size, seconds=spec.seconds),
+            )
+        )
+        return response.hold.amount
+
+    async def capture(self, *, job_id: str, delivered_seconds: int) -> int:
+        response = await self._stub.Capture(
+            billing_service_pb2.CaptureRequest(job_id=job_id, delivered_seconds=delivered_seconds)
+        )
+        return response.hold.captured_amount
+
+    async def release(self, *, job_id: str, reason: str) -> None:
+        await self._stub.Release(billing_service_pb2.ReleaseRequest(job_id=job_id, reason=reason))
+
+
+class RendererClient:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = render_service_pb2_grpc.RenderServiceStub(channel)
+
+    async def ingest(
+        self, *, job_id: str, owner_id: str, staging_key: str, expected_seconds: int, expected_size: str
+    ) -> Asset:
+        response = await self._stub.IngestVideo(
+            render_service_pb2.IngestVideoRequest(
+                job_id=job_id,
+                owner_id=owner_id,
+                staging_key=staging_key,
+                expected_seconds=expected_seconds,
+                expected_size=expected_size,
+            ),
+            timeout=120,
+        )
+        asset = response.asset
+        return Asset(
+            object_key=asset.object_key,
+            duration_seconds=asset.probe.duration_seconds,
+            width=asset.probe.width,
+            height=asset.probe.height,
+            video_codec=asset.probe.video_codec,
+            size_bytes=asset.probe.size_bytes,
+        )

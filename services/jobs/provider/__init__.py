@@ -1,0 +1,78 @@
+"""The provider port: what the jobs service needs from any video-generation API.
+
+`openai_videos.OpenAIVideosProvider` speaks the OpenAI `/v1/videos` contract (hosted vendors,
+vLLM-Omni, SGLang, our simulator). Another API family (long-running operations, queue APIs)
+is one more class with these three methods.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from services.jobs.domain.video_spec import VideoSpec
+
+
+class UpstreamStatus(enum.StrEnum):
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    # Anything else a provider may add (cancelled, expired...) ends the job rather than spinning.
+    ENDED_OTHERWISE = "ended_otherwise"
+
+
+@dataclass(frozen=True)
+class UpstreamVideo:
+    id: str
+    status: UpstreamStatus
+    progress: int
+    error_code: str = ""
+    error_message: str = ""
+    expires_at: datetime | None = None
+    poll_after_seconds: float | None = None
+
+
+class ProviderErrorKind(enum.StrEnum):
+    CONTENT_POLICY = "content_policy"
+    RATE_LIMITED = "rate_limited"
+    TRANSIENT = "transient"
+    INVALID_REQUEST = "invalid_request"
+    PERMANENT = "permanent"
+
+    @property
+    def retryable(self) -> bool:
+        return self in (ProviderErrorKind.RATE_LIMITED, ProviderErrorKind.TRANSIENT)
+
+
+class ProviderError(Exception):
+    def __init__(
+        self,
+        kind: ProviderErrorKind,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+
+
+class AssetVariant(enum.StrEnum):
+    VIDEO = "video"
+    THUMBNAIL = "thumbnail"
+    SPRITESHEET = "spritesheet"
+
+
+class VideoProvider(Protocol):
+    async def create(self, spec: VideoSpec, *, idempotency_key: str) -> UpstreamVideo: ...
+
+    async def retrieve(self, upstream_id: str) -> UpstreamVideo: ...
+
+    async def download(self, upstream_id: str, variant: AssetVariant, destination: Path) -> None: ...

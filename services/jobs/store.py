@@ -1,0 +1,377 @@
+"""Jobs in PostgreSQL (schema `jobs`): rows, leases for workers, and the outbox of status events."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from servicekit.outbox import outbox_insert, outbox_table
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from vidflow.jobs.v1 import events_pb2
+
+from services.jobs.domain.job import Asset, Job, JobError
+from services.jobs.domain.lifecycle import WORKER_STAGES, Stage, check_move
+from services.jobs.domain.video_spec import VideoSpec
+from services.jobs.translate import job_to_proto
+
+SCHEMA = "jobs"
+STATUS_SUBJECT = "jobs.v1.video.status_changed"
+metadata = MetaData(schema=SCHEMA)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner_id", String(64), nullable=False),
+    Column("request_id", String(128)),
+    Column("model", String(64), nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("seconds", Integer, nullable=False),
+    Column("size", String(16), nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("progress", Integer, nullable=False, server_default="0"),
+    Column("error_code", String(64)),
+    Column("error_message", Text),
+    Column("upstream_id", String(128)),
+    Column("cost_credits", BigInteger, nullable=False, server_default="0"),
+    Column("asset_key", Text),
+    Column("asset_duration", Float),
+    Column("asset_width", Integer),
+    Column("asset_height", Integer),
+    Column("asset_codec", String(32)),
+    Column("asset_bytes", BigInteger),
+    Column("traceparent", String(64), nullable=False, server_default=""),
+    Column("event_sequence", BigInteger, nullable=False, server_default="0"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("lease_owner", String(128)),
+    Column("lease_expires_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("expires_at", DateTime(timezone=True)),
+    Index("jobs_owner_created", "owner_id", "created_at", "id"),
+    Index(
+        "jobs_owner_request", "owner_id", "request_id", unique=True, postgresql_where="request_id IS NOT NULL"
+    ),
+    Index("jobs_due", "next_attempt_at", postgresql_where="stage NOT IN ('completed', 'failed')"),
+)
+outbox = outbox_table(metadata)
+
+
+class DuplicateRequest(Exception):
+    """The owner already created a job with this request id."""
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Fields a stage move may set alongside the stage."""
+
+    progress: int | None = None
+    error: JobError | None = None
+    upstream_id: str | None = None
+    cost_credits: int | None = None
+    asset: Asset | None = None
+    completed_at: datetime | None = None
+    expires_at: datetime | None = None
+
+    def as_values(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        if self.progress is not None:
+            values["progress"] = self.progress
+        if self.error is not None:
+            values["error_code"] = self.error.code
+            values["error_message"] = self.error.message
+        if self.upstream_id is not None:
+            values["upstream_id"] = self.upstream_id
+        if self.cost_credits is not None:
+            values["cost_credits"] = self.cost_credits
+        if self.asset is not None:
+            values.update(
+                asset_key=self.asset.object_key,
+                asset_duration=self.asset.duration_seconds,
+                asset_width=self.asset.width,
+                asset_height=self.asset.height,
+                asset_codec=self.asset.video_codec,
+                asset_bytes=self.asset.size_bytes,
+            )
+        if self.completed_at is not None:
+            values["completed_at"] = self.completed_at
+        if self.expires_at is not None:
+            values["expires_at"] = self.expires_at
+        return values
+
+
+class JobStore:
+    def __init__(self, engine: AsyncEngine, *, on_event_written: Callable[[], None] = lambda: None) -> None:
+        self._engine = engine
+        # Called after a commit that wrote a status event, so the outbox relay sends it at once.
+        self._on_event_written = on_event_written
+
+    async def insert_admitting(
+        self, *, job_id: str, owner_id: str, spec: VideoSpec, request_id: str | None, traceparent: str
+    ) -> Job:
+        """The row exists before any money moves, so a crash mid-admission leaves something to finish."""
+        try:
+            async with self._engine.begin() as conn:
+                row = (
+                    await conn.execute(
+                        jobs.insert()
+                        .values(
+                            id=job_id,
+                            owner_id=owner_id,
+                            request_id=request_id,
+                            model=spec.model,
+                            prompt=spec.prompt,
+                            seconds=spec.seconds,
+                            size=spec.size,
+                            stage=Stage.ADMITTING.value,
+                            traceparent=traceparent,
+                        )
+                        .returning(jobs)
+                    )
+                ).one()
+        except IntegrityError as exc:
+            raise DuplicateRequest(request_id) from exc
+        return _to_job(row)
+
+    async def get(self, job_id: str, *, owner_id: str | None = None) -> Job | None:
+        query = select(jobs).where(jobs.c.id == job_id)
+        if owner_id is not None:
+            query = query.where(jobs.c.owner_id == owner_id)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).one_or_none()
+        return _to_job(row) if row else None
+
+    async def find_by_request_id(self, owner_id: str, request_id: str) -> Job | None:
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(jobs).where(jobs.c.owner_id == owner_id, jobs.c.request_id == request_id)
+                )
+            ).one_or_none()
+        return _to_job(row) if row else None
+
+    async def delete_admitting(self, job_id: str) -> None:
+        """Forget a job whose admission was refused before anything was published or charged."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                jobs.delete().where(jobs.c.id == job_id, jobs.c.stage == Stage.ADMITTING.value)
+            )
+
+    async def list_for_owner(
+        self, owner_id: str, *, limit: int, after_id: str | None, descending: bool
+    ) -> tuple[list[Job], bool]:
+        """One page of the owner's visible jobs and whether more follow."""
+        query = select(jobs).where(jobs.c.owner_id == owner_id, jobs.c.stage != Stage.ADMITTING.value)
+        key = tuple_(jobs.c.created_at, jobs.c.id)
+        async with self._engine.connect() as conn:
+            if after_id:
+                cursor = (
+                    await conn.execute(
+                        select(jobs.c.created_at, jobs.c.id).where(
+                            jobs.c.owner_id == owner_id, jobs.c.id == after_id
+                        )
+                    )
+                ).one_or_none()
+                if cursor is None:
+                    return [], False
+                query = query.where(key < tuple_(*cursor) if descending else key > tuple_(*cursor))
+            order = (
+                (jobs.c.created_at.desc(), jobs.c.id.desc()) if descending else (jobs.c.created_at, jobs.c.id)
+            )
+            rows = (await conn.execute(query.order_by(*order).limit(limit + 1))).all()
+        return [_to_job(row) for row in rows[:limit]], len(rows) > limit
+
+    async def move(
+        self, job: Job, target: Stage, changes: Changes = Changes(), *, publish: bool = True
+    ) -> Job:
+        """Change stage (and fields) and write the status event in the same transaction."""
+        check_move(job.stage, target)
+        values = changes.as_values()
+        values.update(
+            stage=target.value,
+            updated_at=func.now(),
+            attempts=0,
+            next_attempt_at=func.now(),
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        if publish:
+            values["event_sequence"] = jobs.c.event_sequence + 1
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job.id, jobs.c.stage == job.stage.value)
+                    .values(**values)
+                    .returning(jobs)
+                )
+            ).one_or_none()
+            if row is None:
+                raise StaleJob(job.id)
+            moved = _to_job(row)
+            if publish:
+                await _enqueue_status_event(conn, moved)
+        if publish:
+            self._on_event_written()
+        return moved
+
+    async def record_progress(self, job: Job, progress: int, *, next_poll_in: float) -> Job:
+        """Progress within a stage: an event only when the number changed."""
+        changed = progress != job.progress
+        values: dict[str, Any] = {
+            "progress": progress,
+            "updated_at": func.now(),
+            "attempts": 0,
+            "next_attempt_at": func.now() + timedelta(seconds=next_poll_in),
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        if changed:
+            values["event_sequence"] = jobs.c.event_sequence + 1
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job.id, jobs.c.stage == job.stage.value)
+                    .values(**values)
+                    .returning(jobs)
+                )
+            ).one_or_none()
+            if row is None:
+                raise StaleJob(job.id)
+            updated = _to_job(row)
+            if changed:
+                await _enqueue_status_event(conn, updated)
+        if changed:
+            self._on_event_written()
+        return updated
+
+    async def retry_later(self, job: Job, delay_seconds: float) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job.id)
+                .values(
+                    attempts=jobs.c.attempts + 1,
+                    next_attempt_at=func.now() + timedelta(seconds=delay_seconds),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+            )
+
+    async def lease_due(
+        self, *, worker_id: str, limit: int, lease_seconds: float, admission_grace_seconds: float
+    ) -> list[Job]:
+        """Claim due jobs for this worker. SKIP LOCKED keeps replicas from claiming the same row,
+        and the lease expiry hands a crashed worker's jobs to another."""
+        now = func.now()
+        due = (
+            select(jobs.c.id)
+            .where(
+                or_(
+                    jobs.c.stage.in_([stage.value for stage in WORKER_STAGES]),
+                    and_(
+                        jobs.c.stage == Stage.ADMITTING.value,
+                        jobs.c.created_at < now - timedelta(seconds=admission_grace_seconds),
+                    ),
+                ),
+                jobs.c.next_attempt_at <= now,
+                or_(jobs.c.lease_expires_at.is_(None), jobs.c.lease_expires_at < now),
+            )
+            .order_by(jobs.c.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        async with self._engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id.in_(due.scalar_subquery()))
+                    .values(lease_owner=worker_id, lease_expires_at=now + timedelta(seconds=lease_seconds))
+                    .returning(jobs)
+                )
+            ).all()
+        return [_to_job(row) for row in rows]
+
+    async def events_for(self, job_id: str) -> Sequence[bytes]:
+        """Status events written for a job, oldest first (for tests and replays)."""
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                select(outbox.c.payload).where(outbox.c.msg_id.like(f"{job_id}:%")).order_by(outbox.c.id)
+            )
+            return [row.payload for row in rows]
+
+
+class StaleJob(Exception):
+    """Someone else moved the job first; the caller's view is out of date."""
+
+
+async def _enqueue_status_event(conn: AsyncConnection, job: Job) -> None:
+    event = events_pb2.VideoStatusChangedEvent(
+        event_id=uuid.uuid4().hex, sequence=job.event_sequence, job=job_to_proto(job)
+    )
+    event.occur_time.GetCurrentTime()
+    await conn.execute(
+        outbox_insert(
+            outbox,
+            subject=STATUS_SUBJECT,
+            payload=event.SerializeToString(),
+            msg_id=f"{job.id}:{job.event_sequence}",
+        )
+    )
+
+
+def _to_job(row: Any) -> Job:
+    asset = (
+        Asset(
+            object_key=row.asset_key,
+            duration_seconds=row.asset_duration or 0.0,
+            width=row.asset_width or 0,
+            height=row.asset_height or 0,
+            video_codec=row.asset_codec or "",
+            size_bytes=row.asset_bytes or 0,
+        )
+        if row.asset_key
+        else None
+    )
+    return Job(
+        id=row.id,
+        owner_id=row.owner_id,
+        spec=VideoSpec(model=row.model, prompt=row.prompt, seconds=row.seconds, size=row.size),
+        stage=Stage(row.stage),
+        progress=row.progress,
+        created_at=row.created_at,
+        completed_at=row.completed_at,
+        expires_at=row.expires_at,
+        error=JobError(row.error_code, row.error_message or "") if row.error_code else None,
+        upstream_id=row.upstream_id,
+        cost_credits=row.cost_credits,
+        asset=asset,
+        attempts=row.attempts,
+        event_sequence=row.event_sequence,
+        traceparent=row.traceparent,
+    )

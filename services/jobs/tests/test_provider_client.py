@@ -1,0 +1,123 @@
+"""The OpenAI Videos client's error handling, against a real HTTP server that misbehaves on cue."""
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from services.jobs.config import ProviderSettings
+from services.jobs.domain.video_spec import VideoSpec
+from services.jobs.provider import ProviderError, ProviderErrorKind, UpstreamStatus
+from services.jobs.provider.openai_videos import OpenAIVideosProvider, classify, retry_after_seconds
+
+SPEC = VideoSpec(model="sora-2", prompt="a cat", seconds=4, size="1280x720")
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "kind"),
+    [
+        (400, "moderation_blocked", ProviderErrorKind.CONTENT_POLICY),
+        (429, "", ProviderErrorKind.RATE_LIMITED),
+        (408, "", ProviderErrorKind.TRANSIENT),
+        (409, "", ProviderErrorKind.TRANSIENT),
+        (500, "", ProviderErrorKind.TRANSIENT),
+        (503, "", ProviderErrorKind.TRANSIENT),
+        (400, "invalid_value", ProviderErrorKind.INVALID_REQUEST),
+        (401, "invalid_api_key", ProviderErrorKind.PERMANENT),
+    ],
+)
+def test_errors_are_classified(status, code, kind):
+    assert classify(status, code, "") is kind
+
+
+def test_retry_after_ms_wins_over_retry_after():
+    assert retry_after_seconds({"retry-after": "3", "retry-after-ms": "250"}) == 0.25
+    assert retry_after_seconds({"retry-after": "2"}) == 2.0
+    assert retry_after_seconds({"retry-after": "soon"}) is None
+
+
+class FlakyProvider:
+    """Answers 429 (with retry-after-ms) a set number of times, then behaves."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.creates: list[str] = []
+        self.attempt_times: list[float] = []
+
+    async def create(self, request: web.Request) -> web.Response:
+        self.attempt_times.append(time.monotonic())
+        if self.failures > 0:
+            self.failures -= 1
+            return web.json_response(
+                {"error": {"message": "slow down", "type": "requests", "param": None, "code": None}},
+                status=429,
+                headers={"retry-after-ms": "200"},
+            )
+        self.creates.append(request.headers["Idempotency-Key"])
+        return web.json_response(
+            {"id": "video_up_1", "status": "queued", "progress": 0}, headers={"openai-poll-after-ms": "1500"}
+        )
+
+
+async def _serve(handler: FlakyProvider):
+    app = web.Application()
+    app.router.add_post("/v1/videos", handler.create)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    return runner, f"http://127.0.0.1:{port}/v1"
+
+
+async def test_rate_limits_are_retried_after_the_hinted_delay():
+    flaky = FlakyProvider(failures=2)
+    runner, base_url = await _serve(flaky)
+    try:
+        async with aiohttp.ClientSession() as session:
+            provider = OpenAIVideosProvider(
+                ProviderSettings(base_url, "sk", timeout_seconds=5, max_attempts=4), session
+            )
+            video = await provider.create(SPEC, idempotency_key="video_job_1")
+    finally:
+        await runner.cleanup()
+    assert video.id == "video_up_1"
+    assert video.status is UpstreamStatus.QUEUED
+    assert video.poll_after_seconds == 1.5
+    assert flaky.creates == ["video_job_1"]
+    gaps = [b - a for a, b in zip(flaky.attempt_times, flaky.attempt_times[1:], strict=False)]
+    assert len(gaps) == 2 and all(gap >= 0.2 for gap in gaps)
+
+
+async def test_retries_are_bounded():
+    flaky = FlakyProvider(failures=10)
+    runner, base_url = await _serve(flaky)
+    try:
+        async with aiohttp.ClientSession() as session:
+            provider = OpenAIVideosProvider(
+                ProviderSettings(base_url, "sk", timeout_seconds=5, max_attempts=3), session
+            )
+            with pytest.raises(ProviderError) as raised:
+                await provider.create(SPEC, idempotency_key="video_job_2")
+    finally:
+        await runner.cleanup()
+    assert raised.value.kind is ProviderErrorKind.RATE_LIMITED
+    assert len(flaky.attempt_times) == 3
+    assert flaky.creates == []
+
+
+async def test_unreachable_provider_is_a_transient_error():
+    async with aiohttp.ClientSession() as session:
+        # A port nobody listens on: bind then close to get one.
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        server.close()
+        await server.wait_closed()
+        provider = OpenAIVideosProvider(
+            ProviderSettings(f"http://127.0.0.1:{port}/v1", "sk", timeout_seconds=2, max_attempts=2), session
+        )
+        with pytest.raises(ProviderError) as raised:
+            await provider.retrieve("video_x")
+    assert raised.value.kind is ProviderErrorKind.TRANSIENT

@@ -1,0 +1,56 @@
+"""Domain Job <-> vidflow.jobs.v1.Job; shared by the gRPC API and the status events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from vidflow.jobs.v1 import jobs_pb2
+
+from services.jobs.domain.job import Job
+from services.jobs.domain.lifecycle import Stage, Status
+
+STATUS_TO_PROTO = {
+    Status.QUEUED: jobs_pb2.JOB_STATUS_QUEUED,
+    Status.IN_PROGRESS: jobs_pb2.JOB_STATUS_IN_PROGRESS,
+    Status.COMPLETED: jobs_pb2.JOB_STATUS_COMPLETED,
+    Status.FAILED: jobs_pb2.JOB_STATUS_FAILED,
+}
+STAGE_TO_PROTO = {stage: jobs_pb2.JobStage.Value(f"JOB_STAGE_{stage.name}") for stage in Stage}
+
+
+def job_to_proto(job: Job) -> jobs_pb2.Job:
+    message = jobs_pb2.Job(
+        id=job.id,
+        owner_id=job.owner_id,
+        model=job.spec.model,
+        prompt=job.spec.prompt,
+        seconds=job.spec.seconds,
+        size=job.spec.size,
+        status=STATUS_TO_PROTO[job.status],
+        stage=STAGE_TO_PROTO[job.stage],
+        progress=job.progress,
+        cost_credits=job.cost_credits,
+    )
+    message.create_time.CopyFrom(_timestamp(job.created_at))
+    if job.completed_at:
+        message.complete_time.CopyFrom(_timestamp(job.completed_at))
+    if job.expires_at:
+        message.expire_time.CopyFrom(_timestamp(job.expires_at))
+    if job.error:
+        message.error.code = job.error.code
+        message.error.message = job.error.message
+    if job.asset:
+        message.asset.object_key = job.asset.object_key
+        message.asset.duration_seconds = job.asset.duration_seconds
+        message.asset.width = job.asset.width
+        message.asset.height = job.asset.height
+        message.asset.video_codec = job.asset.video_codec
+        message.asset.size_bytes = job.asset.size_bytes
+    return message
+
+
+def _timestamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp

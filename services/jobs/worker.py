@@ -1,0 +1,291 @@
+"""The job pipeline: workers lease due jobs and drive each one stage by stage.
+
+Every step is safe to repeat, because a worker may crash between doing a step and recording it:
+provider creates carry the job id as Idempotency-Key, the renderer's ingest and billing's
+capture and release are keyed by the job id, and stage moves are compare-and-set on the stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from opentelemetry import trace
+from servicekit.errors import ErrorKind, ServiceError
+from servicekit.lifecycle import wait_for_signal
+from servicekit.telemetry import context_from_headers
+
+from services.jobs.admission import Admission
+from services.jobs.config import WorkerSettings
+from services.jobs.domain.job import Job, JobError
+from services.jobs.domain.lifecycle import Stage, retry_delay_seconds
+from services.jobs.peers import BillingClient, RendererClient
+from services.jobs.provider import (
+    AssetVariant,
+    ProviderError,
+    ProviderErrorKind,
+    UpstreamStatus,
+    VideoProvider,
+)
+from services.jobs.staging import StagingArea, staging_key
+from services.jobs.store import Changes, JobStore, StaleJob
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("vidflow.jobs")
+
+# Peer failures worth waiting out; anything else from a peer is a verdict about this job.
+_TRANSIENT_KINDS = {ErrorKind.UNAVAILABLE, ErrorKind.DEADLINE_EXCEEDED, ErrorKind.INTERNAL, ErrorKind.ABORTED}
+_PROVIDER_FAILURE_CODES = {
+    ProviderErrorKind.CONTENT_POLICY: "content_policy_violation",
+    ProviderErrorKind.INVALID_REQUEST: "provider_rejected_request",
+    ProviderErrorKind.PERMANENT: "provider_error",
+    ProviderErrorKind.RATE_LIMITED: "provider_rate_limited",
+    ProviderErrorKind.TRANSIENT: "provider_unavailable",
+}
+_FILENAMES = {
+    AssetVariant.VIDEO: "video.mp4",
+    AssetVariant.THUMBNAIL: "thumbnail.webp",
+    AssetVariant.SPRITESHEET: "spritesheet.jpg",
+}
+
+
+class _Retry(Exception):
+    """The step hit a passing failure; try the same step again later."""
+
+
+class JobWorker:
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        admission: Admission,
+        provider: VideoProvider,
+        staging: StagingArea,
+        renderer: RendererClient,
+        billing: BillingClient,
+        settings: WorkerSettings,
+    ) -> None:
+        self._store = store
+        self._admission = admission
+        self._provider = provider
+        self._staging = staging
+        self._renderer = renderer
+        self._billing = billing
+        self._settings = settings
+        self._wake = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            claimed = 0
+            free = self._settings.concurrency - len(self._in_flight)
+            if free > 0:
+                try:
+                    jobs = await self._store.lease_due(
+                        worker_id=self._settings.worker_id,
+                        limit=free,
+                        lease_seconds=self._settings.lease_seconds,
+                        admission_grace_seconds=self._settings.admission_grace_seconds,
+                    )
+                except Exception as exc:
+                    log.warning("leasing jobs failed", extra={"error": repr(exc)})
+                    jobs = []
+                for job in jobs:
+                    task = asyncio.create_task(self._advance(job), name=f"job-{job.id}")
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._step_finished)
+                claimed = len(jobs)
+            if claimed == 0 or claimed == free:
+                await wait_for_signal(stop, self._wake, seconds=self._settings.idle_poll_seconds)
+                self._wake.clear()
+        await self._drain()
+
+    def _step_finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._wake.set()  # a slot is free, and the job may have a next step due now
+
+    async def _drain(self) -> None:
+        """Let running steps finish; whatever is cut off keeps its lease and is redone elsewhere."""
+        if self._in_flight:
+            _, pending = await asyncio.wait(self._in_flight, timeout=self._settings.lease_seconds / 4)
+            for task in pending:
+                task.cancel()
+
+    async def _advance(self, job: Job) -> None:
+        parent = context_from_headers({"traceparent": job.traceparent} if job.traceparent else None)
+        with tracer.start_as_current_span(f"job step {job.stage}", context=parent) as span:
+            span.set_attribute("vidflow.job_id", job.id)
+            try:
+                await self.step(job)
+            except StaleJob:
+                log.info("job moved by someone else", extra={"job_id": job.id})
+            except _Retry as retry:
+                await self._retry_or_give_up(job, str(retry))
+            except Exception:
+                log.exception("job step crashed", extra={"job_id": job.id, "stage": job.stage})
+                await self._retry_or_give_up(job, "internal error")
+
+    async def step(self, job: Job) -> None:
+        match job.stage:
+            case Stage.ADMITTING:
+                await self._finish_admission(job)
+            case Stage.QUEUED:
+                await self._submit(await self._store.move(job, Stage.SUBMITTING))
+            case Stage.SUBMITTING:
+                await self._submit(job)
+            case Stage.GENERATING:
+                await self._poll(job)
+            case Stage.DOWNLOADING:
+                await self._download(job)
+            case Stage.RENDERING:
+                await self._render(job)
+            case Stage.CAPTURING:
+                await self._capture(job)
+            case Stage.RELEASING:
+                await self._release(job)
+
+    async def _finish_admission(self, job: Job) -> None:
+        try:
+            await self._admission.admit(job)
+        except ServiceError as error:
+            if error.kind in _TRANSIENT_KINDS:
+                raise _Retry(error.message) from error
+            # The client that asked is gone; record why the job could not start. Nothing was held.
+            await self._store.move(
+                job, Stage.FAILED, Changes(error=JobError(error.code or "rejected", error.message))
+            )
+
+    async def _submit(self, job: Job) -> None:
+        try:
+            upstream = await self._provider.create(job.spec, idempotency_key=job.id)
+        except ProviderError as error:
+            await self._provider_failed(job, error)
+            return
+        await self._store.move(
+            job, Stage.GENERATING, Changes(upstream_id=upstream.id, progress=upstream.progress)
+        )
+
+    async def _poll(self, job: Job) -> None:
+        assert job.upstream_id is not None
+        try:
+            upstream = await self._provider.retrieve(job.upstream_id)
+        except ProviderError as error:
+            await self._provider_failed(job, error)
+            return
+        if upstream.status is UpstreamStatus.COMPLETED:
+            await self._store.move(
+                job, Stage.DOWNLOADING, Changes(progress=100, expires_at=upstream.expires_at)
+            )
+        elif upstream.status in (UpstreamStatus.FAILED, UpstreamStatus.ENDED_OTHERWISE):
+            error = JobError(
+                upstream.error_code or "generation_failed",
+                upstream.error_message
+                or f"The provider ended the video as {upstream.error_code or 'failed'}.",
+            )
+            await self._store.move(job, Stage.RELEASING, Changes(error=error))
+        else:
+            # Keep 99 for our own download and render, so 100 means the video is really ready.
+            progress = min(upstream.progress, 99)
+            wait = upstream.poll_after_seconds or self._settings.provider_poll_seconds
+            await self._store.record_progress(job, max(progress, job.progress), next_poll_in=wait)
+
+    async def _download(self, job: Job) -> None:
+        assert job.upstream_id is not None
+        if job.expires_at and job.expires_at <= datetime.now(UTC):
+            error = JobError(
+                "asset_expired", "The provider's download link expired before we could copy the video."
+            )
+            await self._store.move(job, Stage.RELEASING, Changes(error=error))
+            return
+        workdir = Path(tempfile.mkdtemp(prefix=f"{job.id}-"))
+        try:
+            for variant, filename in _FILENAMES.items():
+                path = workdir / filename
+                try:
+                    await self._provider.download(job.upstream_id, variant, path)
+                except ProviderError as error:
+                    if variant is AssetVariant.VIDEO:
+                        await self._provider_failed(job, error)
+                        return
+                    log.warning("preview asset unavailable", extra={"job_id": job.id, "variant": variant})
+                    continue
+                await self._staging.upload(job.id, path)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        await self._store.move(job, Stage.RENDERING)
+
+    async def _render(self, job: Job) -> None:
+        try:
+            asset = await self._renderer.ingest(
+                job_id=job.id,
+                owner_id=job.owner_id,
+                staging_key=staging_key(job.id, _FILENAMES[AssetVariant.VIDEO]),
+                expected_seconds=job.spec.seconds,
+                expected_size=job.spec.size,
+            )
+        except ServiceError as error:
+            if error.kind in _TRANSIENT_KINDS:
+                raise _Retry(error.message) from error
+            failure = JobError(error.code or "invalid_provider_asset", error.message)
+            await self._store.move(job, Stage.RELEASING, Changes(error=failure))
+            return
+        await self._store.move(job, Stage.CAPTURING, Changes(asset=asset))
+
+    async def _capture(self, job: Job) -> None:
+        assert job.asset is not None
+        delivered = min(job.spec.seconds, max(1, round(job.asset.duration_seconds)))
+        try:
+            charged = await self._billing.capture(job_id=job.id, delivered_seconds=delivered)
+        except ServiceError as error:
+            raise _Retry(error.message) from error
+        await self._store.move(
+            job, Stage.COMPLETED, Changes(cost_credits=charged, completed_at=datetime.now(UTC), progress=100)
+        )
+
+    async def _release(self, job: Job) -> None:
+        try:
+            await self._billing.release(job_id=job.id, reason=job.error.code if job.error else "failed")
+        except ServiceError as error:
+            if error.kind is not ErrorKind.NOT_FOUND:  # no hold means nothing to give back
+                raise _Retry(error.message) from error
+        await self._store.move(job, Stage.FAILED, Changes(cost_credits=0))
+
+    async def _provider_failed(self, job: Job, error: ProviderError) -> None:
+        if error.kind.retryable:
+            raise _Retry(error.message)
+        failure = JobError(_PROVIDER_FAILURE_CODES[error.kind], error.message)
+        await self._store.move(job, Stage.RELEASING, Changes(error=failure))
+
+    async def _retry_or_give_up(self, job: Job, reason: str) -> None:
+        attempt = job.attempts + 1
+        money_moving = job.stage in (Stage.CAPTURING, Stage.RELEASING)
+        if money_moving or attempt < self._settings.max_step_attempts:
+            delay = retry_delay_seconds(attempt)
+            log.info(
+                "job step will be retried",
+                extra={
+                    "job_id": job.id,
+                    "stage": job.stage,
+                    "reason": reason,
+                    "attempt": attempt,
+                    "delay": delay,
+                },
+            )
+            await self._store.retry_later(job, delay)
+            return
+        failure = JobError(
+            "provider_unavailable" if job.upstream_id or job.stage is Stage.SUBMITTING else "internal_error",
+            f"Gave up after {attempt} attempts: {reason}",
+        )
+        target = Stage.FAILED if job.stage is Stage.ADMITTING else Stage.RELEASING
+        try:
+            await self._store.move(job, target, Changes(error=failure))
+        except StaleJob:
+            pass

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from servicekit.config import env_float, env_int, env_str
+from servicekit.storage import S3Settings
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    s3: S3Settings
+    grpc_listen_address: str = "127.0.0.1:50054"
+    grpc_drain_seconds: float = 10.0
+    url_ttl_seconds: int = 300
+    max_source_bytes: int = 2 * 1024**3
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            database_url=env_str("DATABASE_URL"),
+            s3=S3Settings(
+                endpoint=env_str("S3_ENDPOINT"),
+                access_key=env_str("S3_ACCESS_KEY"),
+                secret_key=env_str("S3_SECRET_KEY"),
+                region=env_str("S3_REGION", "us-east-1"),
+                bucket=env_str("S3_BUCKET", "vidflow-media"),
+            ),
+            grpc_listen_address=env_str("GRPC_LISTEN_ADDRESS", cls.grpc_listen_address),
+            grpc_drain_seconds=env_float("GRPC_DRAIN_SECONDS", cls.grpc_drain_seconds),
+            url_ttl_seconds=env_int("RENDERER_URL_TTL_SECONDS", cls.url_ttl_seconds),
+            max_source_bytes=env_int("RENDERER_MAX_SOURCE_BYTES", cls.max_source_bytes),
+        )

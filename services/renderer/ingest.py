@@ -1,0 +1,169 @@
+"""IngestVideo: a provider's finished files, from staging into permanent, probed, recorded media.
+
+Order makes retries safe: validate everything, upload every file permanently, record all rows
+in one transaction, and only then delete the staging objects. A crash before the rows commit
+leaves staging intact and the retry redoes (and overwrites) the uploads; a crash after leaves
+rows, and the retry answers from them and finishes the clean-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from servicekit.errors import ErrorKind, ServiceError
+
+from services.renderer.domain import (
+    COMPANION_VARIANTS,
+    VARIANTS,
+    AssetVariant,
+    Expectation,
+    StoredAsset,
+    check_staging_key,
+    check_video,
+    companion_staging_key,
+    invalid_asset,
+    media_key,
+    parse_expectation,
+    require_id,
+)
+from services.renderer.media_store import MediaStore
+from services.renderer.probe import probe_image, probe_video
+from services.renderer.store import AssetStore
+
+log = logging.getLogger(__name__)
+
+
+class Ingestor:
+    def __init__(self, media: MediaStore, assets: AssetStore, *, max_source_bytes: int) -> None:
+        self._media = media
+        self._assets = assets
+        self._max_source_bytes = max_source_bytes
+
+    async def ingest(
+        self, *, job_id: str, owner_id: str, staging_key: str, expected_seconds: float, expected_size: str
+    ) -> StoredAsset:
+        require_id(job_id, "job_id")
+        require_id(owner_id, "owner_id")
+        expected = parse_expectation(expected_seconds, expected_size)
+        staging_key = check_staging_key(job_id, staging_key)
+
+        existing = await self._assets.for_job(job_id)
+        if existing:
+            return await self._answer_from_rows(existing, owner_id, expected, staging_key)
+
+        workdir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=f"renderer-{job_id}-"))
+        try:
+            prepared = await self._fetch_and_check(job_id, owner_id, staging_key, expected, workdir)
+            if prepared is None:
+                # The staged video vanished mid-way: another replica may have just ingested it.
+                existing = await self._assets.for_job(job_id)
+                if existing:
+                    return await self._answer_from_rows(existing, owner_id, expected, staging_key)
+                raise _no_staged_video(staging_key)
+            for path, asset in prepared.values():
+                await self._media.upload(path, asset.object_key, asset.content_type)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
+
+        stored = [
+            replace(asset, probe=replace(asset.probe, readable_seconds=None))
+            for _, asset in prepared.values()
+        ]
+        await self._assets.record(stored)
+        log.info("ingested", extra={"job_id": job_id, "variants": [a.variant.value for a in stored]})
+        # Answer from the rows, like a retry would: a concurrent ingest of the same job may have won.
+        return await self._answer_from_rows(
+            await self._assets.for_job(job_id), owner_id, expected, staging_key
+        )
+
+    async def _fetch_and_check(
+        self, job_id: str, owner_id: str, staging_key: str, expected: Expectation, workdir: Path
+    ) -> dict[str, tuple[Path, StoredAsset]] | None:
+        """Download and validate the staged files; keyed by staging key. None if the video is gone."""
+        video_spec = VARIANTS[AssetVariant.VIDEO]
+        await self._check_size(staging_key, "video", required=True)
+        video_path = workdir / video_spec.file_name
+        if not await self._media.download(staging_key, video_path):
+            return None
+        probe = await asyncio.to_thread(probe_video, video_path)
+        check_video(probe, expected)
+        prepared = {
+            staging_key: (
+                video_path,
+                StoredAsset(
+                    job_id,
+                    owner_id,
+                    AssetVariant.VIDEO,
+                    media_key(owner_id, job_id, AssetVariant.VIDEO),
+                    video_spec.content_type,
+                    probe,
+                ),
+            )
+        }
+        for variant in COMPANION_VARIANTS:
+            spec = VARIANTS[variant]
+            key = companion_staging_key(staging_key, variant)
+            if not await self._check_size(key, variant.value, required=False):
+                continue
+            path = workdir / spec.file_name
+            if not await self._media.download(key, path):
+                continue
+            assert spec.image_format is not None
+            image_probe = await asyncio.to_thread(probe_image, path, spec.image_format)
+            prepared[key] = (
+                path,
+                StoredAsset(
+                    job_id,
+                    owner_id,
+                    variant,
+                    media_key(owner_id, job_id, variant),
+                    spec.content_type,
+                    image_probe,
+                ),
+            )
+        return prepared
+
+    async def _check_size(self, key: str, what: str, *, required: bool) -> bool:
+        size = await self._media.size_of(key)
+        if size is None:
+            if required:
+                raise _no_staged_video(key)
+            return False
+        if size > self._max_source_bytes:
+            raise invalid_asset(
+                f"the provider's {what} is {size} bytes, more than the {self._max_source_bytes}-byte limit"
+            )
+        return True
+
+    async def _answer_from_rows(
+        self, existing: list[StoredAsset], owner_id: str, expected: Expectation, staging_key: str
+    ) -> StoredAsset:
+        video = next((asset for asset in existing if asset.variant is AssetVariant.VIDEO), None)
+        if video is None or video.owner_id != owner_id:
+            raise ServiceError(
+                ErrorKind.ALREADY_EXISTS,
+                "this job was already ingested for another owner",
+                param="job_id",
+                code="job_answer_from_rows",
+            )
+        # A retry must ask for what was accepted; different expectations are a caller bug.
+        check_video(video.probe, expected)
+        # A crash between the row commit and the clean-up leaves staging objects; finish it.
+        await self._media.delete(
+            [staging_key, *(companion_staging_key(staging_key, v) for v in COMPANION_VARIANTS)]
+        )
+        return video
+
+
+def _no_staged_video(key: str) -> ServiceError:
+    return ServiceError(
+        ErrorKind.NOT_FOUND,
+        f"there is no staged video at {key}",
+        param="staging_key",
+        code="staging_object_missing",
+    )

@@ -1,0 +1,90 @@
+"""Small test-side tools for the end-to-end suite."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import av
+import grpc
+import nats
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from vidflow.billing.v1 import billing_service_pb2, billing_service_pb2_grpc
+from vidflow.jobs.v1 import events_pb2
+
+T = TypeVar("T")
+
+
+def probe_mp4(data: bytes) -> tuple[int, int, float, str]:
+    """(width, height, duration seconds, codec) of an MP4 held in memory."""
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        duration = float(container.duration / av.time_base) if container.duration else 0.0
+        return stream.codec_context.width, stream.codec_context.height, duration, stream.codec_context.name
+
+
+async def credit(billing_address: str, account_id: str, amount: int, request_id: str) -> None:
+    async with grpc.aio.insecure_channel(billing_address) as channel:
+        await billing_service_pb2_grpc.BillingServiceStub(channel).Credit(
+            billing_service_pb2.CreditRequest(
+                account_id=account_id, amount=amount, reason="test", request_id=request_id
+            ),
+            timeout=10,
+        )
+
+
+async def balance(billing_address: str, account_id: str) -> tuple[int, int]:
+    async with grpc.aio.insecure_channel(billing_address) as channel:
+        answer = await billing_service_pb2_grpc.BillingServiceStub(channel).GetBalance(
+            billing_service_pb2.GetBalanceRequest(account_id=account_id), timeout=10
+        )
+    return answer.balance.available, answer.balance.held
+
+
+async def status_events(
+    nats_url: str, job_id: str, *, until_status: int, deadline_seconds: float = 20.0
+) -> list[events_pb2.VideoStatusChangedEvent]:
+    """Read the job's events from JetStream from the start until one has `until_status`."""
+    connection = await nats.connect(nats_url)
+    try:
+        js = connection.jetstream()
+        subscription = await js.pull_subscribe(
+            "jobs.v1.video.status_changed",
+            durable=None,
+            stream="JOBS",
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+        )
+        found: list[events_pb2.VideoStatusChangedEvent] = []
+        ends = time.monotonic() + deadline_seconds
+        while time.monotonic() < ends:
+            try:
+                messages = await subscription.fetch(100, timeout=1)
+            except TimeoutError:
+                continue
+            for message in messages:
+                await message.ack()
+                event = events_pb2.VideoStatusChangedEvent.FromString(message.data)
+                if event.job.id == job_id:
+                    found.append(event)
+            if any(event.job.status == until_status for event in found):
+                return found
+        return found
+    finally:
+        await connection.close()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]], *, deadline_seconds: float = 30.0, interval: float = 0.2
+) -> T:
+    """Re-run `check` until it returns a value; fails with the deadline. For polling an API."""
+    ends = time.monotonic() + deadline_seconds
+    while True:
+        result = await check()
+        if result is not None:
+            return result
+        if time.monotonic() > ends:
+            raise AssertionError(f"condition not met within {deadline_seconds}s")
+        await asyncio.sleep(interval)
