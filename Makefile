@@ -8,7 +8,7 @@ SERVICE_PROTOS := $(filter %_service.proto,$(PROTO_FILES))
 GEN_STAMP := protos/.generated
 
 .DEFAULT_GOAL := help
-.PHONY: help venv gen run test test-unit test-integration lint bench check clean
+.PHONY: help venv gen run test lint check clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -35,15 +35,12 @@ run: gen ## Start the whole stack on loopback (Ctrl-C stops it)
 	$(BIN)/python -m devstack
 
 test: gen ## Unit tests, then integration and end-to-end tests on real servers
-	$(BIN)/python -m pytest -m "not integration and not e2e" -q
-	$(BIN)/python -m pytest -m "integration or e2e" -q
+	$(BIN)/python -m pytest -m "not integration and not e2e" -q -p no:cacheprovider
+	$(BIN)/python -m pytest -m "integration or e2e" -q -p no:cacheprovider
 
 lint: gen ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/mypy lib services simulator devstack
-
-bench: gen ## Benchmarks in bench/
-	$(BIN)/python -m bench
 
 check: lint test ## What CI runs
 

@@ -129,8 +129,6 @@ async def serve(settings: Settings) -> AsyncIterator[RunningGateway]:
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
-        server = site._server
-        port = server.sockets[0].getsockname()[1] if server and server.sockets else settings.port
-        yield RunningGateway(port, app)
+        yield RunningGateway(runner.addresses[0][1], app)
     finally:
         await runner.cleanup()

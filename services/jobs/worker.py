@@ -184,12 +184,12 @@ class JobWorker:
                 job, Stage.DOWNLOADING, Changes(progress=100, expires_at=upstream.expires_at)
             )
         elif upstream.status in (UpstreamStatus.FAILED, UpstreamStatus.ENDED_OTHERWISE):
-            error = JobError(
+            ended = JobError(
                 upstream.error_code or "generation_failed",
                 upstream.error_message
                 or f"The provider ended the video as {upstream.error_code or 'failed'}.",
             )
-            await self._store.move(job, Stage.RELEASING, Changes(error=error))
+            await self._store.move(job, Stage.RELEASING, Changes(error=ended))
         else:
             # Keep 99 for our own download and render, so 100 means the video is really ready.
             progress = min(upstream.progress, 99)

@@ -162,7 +162,8 @@ def _video_from(payload: dict[str, Any], response: aiohttp.ClientResponse) -> Up
         status = UpstreamStatus(raw_status)
     except ValueError:
         status = UpstreamStatus.ENDED_OTHERWISE
-    error = payload.get("error") if isinstance(payload.get("error"), dict) else {}
+    raw_error = payload.get("error")
+    error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
     expires_at = payload.get("expires_at")
     poll_after = response.headers.get("openai-poll-after-ms")
     return UpstreamVideo(
