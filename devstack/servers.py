@@ -36,6 +36,8 @@ import urllib3
 from minio import Minio
 from servicekit.config import env_str
 
+from devstack.containers import docker_engine_available, minio_container, nats_container, postgres_container
+
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
@@ -93,9 +95,18 @@ def local_infrastructure(base_dir: Path, environ: Mapping[str, str] = os.environ
     """
     base_dir = Path(base_dir)
     base_dir.mkdir(parents=True, exist_ok=True)
+    in_containers = (
+        environ.get("VIDFLOW_LOCAL_SERVERS", "auto") != "packages"
+        and _needs_any_server(environ)
+        and (docker_engine_available())
+    )
     with contextlib.ExitStack() as stack:
-        database_url = environ.get("DATABASE_URL") or stack.enter_context(run_postgres(base_dir))
-        nats_url = environ.get("NATS_URL") or stack.enter_context(run_nats(base_dir))
+        database_url = environ.get("DATABASE_URL") or stack.enter_context(
+            postgres_container() if in_containers else run_postgres(base_dir)
+        )
+        nats_url = environ.get("NATS_URL") or stack.enter_context(
+            nats_container() if in_containers else run_nats(base_dir)
+        )
         if environ.get("S3_ENDPOINT"):
             s3 = S3Endpoint(
                 endpoint=environ["S3_ENDPOINT"],
@@ -103,6 +114,9 @@ def local_infrastructure(base_dir: Path, environ: Mapping[str, str] = os.environ
                 secret_key=env_str("S3_SECRET_KEY", environ=environ),
                 region=env_str("S3_REGION", S3_REGION, environ=environ),
             )
+        elif in_containers:
+            endpoint, access_key, secret_key = stack.enter_context(minio_container())
+            s3 = S3Endpoint(endpoint=endpoint, access_key=access_key, secret_key=secret_key, region=S3_REGION)
         else:
             s3 = stack.enter_context(run_seaweedfs(base_dir))
         yield Infrastructure(
@@ -113,6 +127,10 @@ def local_infrastructure(base_dir: Path, environ: Mapping[str, str] = os.environ
             s3_secret_key=s3.secret_key,
             s3_region=s3.region,
         )
+
+
+def _needs_any_server(environ: Mapping[str, str]) -> bool:
+    return not all(environ.get(name) for name in ("DATABASE_URL", "NATS_URL", "S3_ENDPOINT"))
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------

@@ -198,3 +198,13 @@ def _child_process_names() -> Counter[str]:
         if parent_pid == os.getpid():
             names[name] += 1
     return names
+
+
+def test_an_unreachable_docker_engine_means_packages(monkeypatch):
+    from devstack.containers import docker_engine_available
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{port}")
+    assert docker_engine_available() is False
