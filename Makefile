@@ -38,9 +38,16 @@ test: gen ## Unit tests, then integration and end-to-end tests on real servers
 	$(BIN)/python -m pytest -m "not integration and not e2e" -q -p no:cacheprovider
 	$(BIN)/python -m pytest -m "integration or e2e" -q -p no:cacheprovider
 
-lint: gen ## ruff and mypy
+BUF_VERSION := 1.75.0
+BUF := .tools/node_modules/.bin/buf
+
+$(BUF):
+	npm install --silent --no-save --prefix .tools @bufbuild/buf@$(BUF_VERSION)
+
+lint: gen $(BUF) ## ruff, mypy, and buf lint (STANDARD) on the protos
 	$(BIN)/ruff check .
 	$(BIN)/mypy lib services simulator devstack
+	cd protos && ../$(BUF) lint
 
 check: lint test ## What CI runs
 
