@@ -7,6 +7,7 @@ Pure data, no grpc import, so domain code can raise `ServiceError` without knowi
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,5 +90,10 @@ def openai_error_body(error: ServiceError) -> dict[str, Any]:
     return {"error": body}
 
 
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
 def _number_or_text(value: str) -> int | str:
-    return int(value) if value.lstrip("-").isdigit() else value
+    # Only plain ASCII integers: str.isdigit() also accepts "²", and lstrip("-") accepted "--5",
+    # both of which made int() raise while rendering an error body.
+    return int(value) if _INTEGER.fullmatch(value) else value

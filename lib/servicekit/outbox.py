@@ -109,6 +109,7 @@ class OutboxRelay:
         """Publish one batch; returns how many rows went out."""
         table = self._table
         done: list[int] = []
+        failure: Exception | None = None
         async with self._engine.begin() as conn:
             if not await conn.scalar(select(func.pg_try_advisory_xact_lock(self._lock_key))):
                 return 0
@@ -120,15 +121,19 @@ class OutboxRelay:
                     .limit(self._batch_size)
                 )
             ).all()
-            try:
-                for row in rows:
+            for row in rows:
+                try:
                     await self._publish_row(row)
-                    done.append(row.id)
-            finally:
-                if done:
-                    await conn.execute(
-                        update(table).where(table.c.id.in_(done)).values(published_at=func.now())
-                    )
+                except Exception as exc:
+                    # Raise only after the commit below: raising inside `begin()` would roll back
+                    # the marks of the rows that did go out, and they would be published again.
+                    failure = exc
+                    break
+                done.append(row.id)
+            if done:
+                await conn.execute(update(table).where(table.c.id.in_(done)).values(published_at=func.now()))
+        if failure is not None:
+            raise failure
         return len(done)
 
     async def _publish_row(self, row: Any) -> None:

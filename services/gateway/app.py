@@ -29,6 +29,9 @@ TRACER = "vidflow.gateway"
 SETTINGS = web.AppKey("settings", Settings)
 HEALTH_STUB = web.AppKey("jobs_health", health_pb2_grpc.HealthStub)
 tracer = trace.get_tracer(TRACER)
+# aiohttp's default (8190) answers a longer header itself, with a body that quotes the header's
+# start, an API key included; this lets long keys reach auth_middleware and get a clean 401.
+MAX_HEADER_FIELD_BYTES = 32 * 1024
 
 
 def migrate(settings: Settings) -> None:
@@ -124,7 +127,12 @@ class RunningGateway:
 @asynccontextmanager
 async def serve(settings: Settings) -> AsyncIterator[RunningGateway]:
     app = make_app(settings)
-    runner = web.AppRunner(app, shutdown_timeout=settings.shutdown_seconds, access_log=None)
+    runner = web.AppRunner(
+        app,
+        shutdown_timeout=settings.shutdown_seconds,
+        access_log=None,
+        max_field_size=MAX_HEADER_FIELD_BYTES,
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port)

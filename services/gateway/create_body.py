@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 from servicekit.errors import ErrorKind, ServiceError
 
 _TEXT_FIELDS = ("model", "prompt", "seconds", "size")
@@ -42,7 +42,8 @@ async def read_create_body(request: web.Request) -> CreateVideoFields:
 async def _read_json(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, LookupError, RecursionError):
+        # Bad JSON or bytes (ValueError), an unknown charset (LookupError), absurd nesting.
         raise _invalid(None, "The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise _invalid(None, "The request body must be a JSON object.")
@@ -69,8 +70,8 @@ async def _read_multipart(request: web.Request) -> dict[str, Any]:
                 raise _invalid(part.name, f"The field {part.name!r} is not valid UTF-8 text.") from None
     except ServiceError:
         raise
-    except (ValueError, AssertionError, RuntimeError) as exc:
-        # aiohttp raises these on a malformed boundary or truncated body.
+    except (ValueError, AssertionError, RuntimeError, BadHttpMessage) as exc:
+        # aiohttp raises these on a malformed boundary, truncated body or bad part headers.
         raise _invalid(None, f"The multipart body is malformed: {exc}") from None
     return fields
 
@@ -83,7 +84,18 @@ def _text(raw: dict[str, Any], name: str) -> str:
         raise _invalid(name, f"{name!r} must be a string.")
     if value == "" and name != "prompt":
         raise _invalid(name, f"{name!r} must not be empty; leave it out to use the default.")
+    # JSON can carry lone surrogates and NUL, which neither protobuf nor PostgreSQL text accepts.
+    if "\x00" in value or not _encodes_as_utf8(value):
+        raise _invalid(name, f"{name!r} must be valid Unicode text without NUL characters.")
     return value
+
+
+def _encodes_as_utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _seconds(value: Any) -> int:
@@ -93,8 +105,10 @@ def _seconds(value: Any) -> int:
         raise _invalid("seconds", "'seconds' must be one of '4', '8', '12', '16', '20'.")
     if isinstance(value, int) and 0 < value < 10_000:
         return value
-    if isinstance(value, str) and value.strip().isdigit() and 0 < int(value.strip()[:5]) < 10_000:
-        return int(value.strip())
+    # ASCII digits only: str.isdigit also accepts '²', which int() refuses.
+    if isinstance(value, str) and (text := value.strip()).isascii() and text.isdigit():
+        if 0 < int(text[:5]) < 10_000:
+            return int(text)
     raise _invalid("seconds", "'seconds' must be one of '4', '8', '12', '16', '20'.")
 
 

@@ -14,6 +14,7 @@ from services.gateway.keys import HTTP_CLIENT, JOBS_STUB, RENDER_STUB
 from services.gateway.openai_format import is_in_flight, video_resource
 
 POLL_AFTER_MS = "2000"
+MAX_IDEMPOTENCY_KEY_CHARS = 128  # the jobs service's request_id column
 _VARIANTS = {
     "video": render_pb2.ASSET_VARIANT_VIDEO,
     "thumbnail": render_pb2.ASSET_VARIANT_THUMBNAIL,
@@ -41,6 +42,15 @@ def _job_response(job: jobs_pb2.Job) -> web.Response:
 @routes.post("/v1/videos")
 async def create_video(request: web.Request) -> web.Response:
     principal = principal_of(request)
+    idempotency_key = request.headers.get("Idempotency-Key", "")
+    if len(idempotency_key) > MAX_IDEMPOTENCY_KEY_CHARS:
+        # Refused rather than cut short: two keys sharing a prefix must not name the same video.
+        raise ServiceError(
+            ErrorKind.INVALID_ARGUMENT,
+            f"Idempotency-Key must be at most {MAX_IDEMPOTENCY_KEY_CHARS} characters.",
+            param="Idempotency-Key",
+            code="invalid_value",
+        )
     fields = await read_create_body(request)
     stub: jobs_service_pb2_grpc.JobsServiceStub = request.app[JOBS_STUB]
     response = await stub.CreateJob(
@@ -50,7 +60,7 @@ async def create_video(request: web.Request) -> web.Response:
             prompt=fields.prompt,
             seconds=fields.seconds,
             size=fields.size,
-            request_id=request.headers.get("Idempotency-Key", "")[:128],
+            request_id=idempotency_key,
         )
     )
     return _job_response(response.job)
@@ -160,7 +170,8 @@ async def _owned_job(request: web.Request) -> jobs_pb2.Job:
 def _limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return 20
-    if not raw.isdigit() or not 0 <= int(raw) <= 100:
+    # ASCII digits only ('²' is a digit to str.isdigit) and short, so int() cannot fail.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 3 or int(raw) > 100:
         raise ServiceError(
             ErrorKind.INVALID_ARGUMENT,
             "limit must be an integer between 0 and 100",
