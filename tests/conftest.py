@@ -28,11 +28,13 @@ _SPANS = InMemorySpanExporter()
 
 @pytest.fixture(scope="session")
 def span_exporter() -> InMemorySpanExporter:
-    """Installed once per process, before any service starts (OpenTelemetry allows one provider)."""
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+    """Records every span of this process. OpenTelemetry allows one global provider per process, so
+    an SDK provider already installed gets the processor instead of being replaced."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
         provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(_SPANS))
         trace.set_tracer_provider(provider)
+    provider.add_span_processor(SimpleSpanProcessor(_SPANS))
     return _SPANS
 
 
