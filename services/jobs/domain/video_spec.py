@@ -53,6 +53,9 @@ def validate_spec(model: str, prompt: str, seconds: int, size: str) -> VideoSpec
         )
     if not prompt or not prompt.strip():
         raise _invalid("prompt", "The prompt must not be empty.")
+    if "\x00" in prompt:
+        # PostgreSQL text cannot hold NUL; any gRPC caller could send one.
+        raise _invalid("prompt", "The prompt must not contain NUL characters.")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise _invalid(
             "prompt", f"The prompt is {len(prompt)} characters; the maximum is {MAX_PROMPT_CHARS}."

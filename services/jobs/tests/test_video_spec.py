@@ -21,6 +21,7 @@ def test_every_documented_duration_is_accepted(seconds):
         ("sora-3", "a cat", 4, "1280x720", "model"),
         ("sora-2", "", 4, "1280x720", "prompt"),
         ("sora-2", "   \n", 4, "1280x720", "prompt"),
+        ("sora-2", "a cat\x00", 4, "1280x720", "prompt"),
         ("sora-2", "x" * (MAX_PROMPT_CHARS + 1), 4, "1280x720", "prompt"),
         ("sora-2", "a cat", 5, "1280x720", "seconds"),
         ("sora-2", "a cat", -4, "1280x720", "seconds"),
