@@ -211,46 +211,24 @@ class JobStore:
         """Change stage (and fields) and write the status event in the same transaction."""
         check_move(job.stage, target)
         values = changes.as_values()
-        values.update(
-            stage=target.value,
-            updated_at=func.now(),
-            attempts=0,
-            next_attempt_at=func.now(),
-            lease_owner=None,
-            lease_expires_at=None,
-        )
-        if publish:
-            values["event_sequence"] = jobs.c.event_sequence + 1
-        async with self._engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    update(jobs)
-                    .where(jobs.c.id == job.id, jobs.c.stage == job.stage.value)
-                    .values(**values)
-                    .returning(jobs)
-                )
-            ).one_or_none()
-            if row is None:
-                raise StaleJob(job.id)
-            moved = _to_job(row)
-            if publish:
-                await _enqueue_status_event(conn, moved)
-        if publish:
-            self._on_event_written()
-        return moved
+        values.update(stage=target.value, next_attempt_at=func.now())
+        return await self._update(job, values, publish=publish)
 
     async def record_progress(self, job: Job, progress: int, *, next_poll_in: float) -> Job:
         """Progress within a stage: an event only when the number changed."""
-        changed = progress != job.progress
-        values: dict[str, Any] = {
-            "progress": progress,
+        values = {"progress": progress, "next_attempt_at": func.now() + timedelta(seconds=next_poll_in)}
+        return await self._update(job, values, publish=progress != job.progress)
+
+    async def _update(self, job: Job, values: dict[str, Any], *, publish: bool) -> Job:
+        """Compare-and-set on the stage the caller saw; ends the caller's lease and resets retries."""
+        values = {
+            **values,
             "updated_at": func.now(),
             "attempts": 0,
-            "next_attempt_at": func.now() + timedelta(seconds=next_poll_in),
             "lease_owner": None,
             "lease_expires_at": None,
         }
-        if changed:
+        if publish:
             values["event_sequence"] = jobs.c.event_sequence + 1
         async with self._engine.begin() as conn:
             row = (
@@ -264,9 +242,9 @@ class JobStore:
             if row is None:
                 raise StaleJob(job.id)
             updated = _to_job(row)
-            if changed:
+            if publish:
                 await _enqueue_status_event(conn, updated)
-        if changed:
+        if publish:
             self._on_event_written()
         return updated
 
