@@ -8,10 +8,11 @@ with real child processes, as `make run` starts them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 import pytest
@@ -19,9 +20,24 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from servicekit.db import make_engine, upgrade_schema
 from servicekit.storage import S3Settings
 
 from devstack.servers import Infrastructure
+from services.billing import app as billing_app
+from services.billing.config import Settings as BillingSettings
+from services.gateway import app as gateway_app
+from services.gateway.config import Settings as GatewaySettings
+from services.gateway.identity import IdentityStore
+from services.jobs import app as jobs_app
+from services.jobs.config import ProviderSettings, WorkerSettings
+from services.jobs.config import Settings as JobsSettings
+from services.moderation import app as moderation_app
+from services.moderation.config import Settings as ModerationSettings
+from services.renderer import app as renderer_app
+from services.renderer.config import Settings as RendererSettings
+from simulator.app import start_server
+from simulator.config import Settings as SimulatorSettings
 
 _SPANS = InMemorySpanExporter()
 
@@ -51,44 +67,24 @@ class Stack:
         return self.api_keys[user_id]
 
 
-@pytest.fixture(scope="session")
-def stack_database_url(infrastructure: Infrastructure) -> Iterator[str]:
-    name = f"stack_{uuid.uuid4().hex}"
+@contextlib.contextmanager
+def _database(infrastructure: Infrastructure, prefix: str) -> Iterator[str]:
+    name = f"{prefix}_{uuid.uuid4().hex}"
     with psycopg.connect(infrastructure.database_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     base, _, _ = infrastructure.database_url.rpartition("/")
-    yield f"{base}/{name}"
-    with psycopg.connect(infrastructure.database_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(infrastructure.database_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="session")
-async def stack(
-    infrastructure: Infrastructure, stack_database_url: str, span_exporter: InMemorySpanExporter
-) -> AsyncIterator[Stack]:
-    from servicekit.db import make_engine, upgrade_schema
-
-    from services.billing import app as billing_app
-    from services.billing.app import serve as serve_billing
-    from services.billing.config import Settings as BillingSettings
-    from services.gateway import app as gateway_app
-    from services.gateway.app import serve as serve_gateway
-    from services.gateway.config import Settings as GatewaySettings
-    from services.gateway.identity import IdentityStore
-    from services.jobs import app as jobs_app
-    from services.jobs.app import serve as serve_jobs
-    from services.jobs.config import ProviderSettings, WorkerSettings
-    from services.jobs.config import Settings as JobsSettings
-    from services.moderation import app as moderation_app
-    from services.moderation.app import serve as serve_moderation
-    from services.moderation.config import Settings as ModerationSettings
-    from services.renderer import app as renderer_app
-    from services.renderer.app import serve as serve_renderer
-    from services.renderer.config import Settings as RendererSettings
-    from simulator.app import start_server
-    from simulator.config import Settings as SimulatorSettings
-
-    db = stack_database_url
+@contextlib.asynccontextmanager
+async def running_stack(infrastructure: Infrastructure, simulator: SimulatorSettings) -> AsyncIterator[Stack]:
+    """Every service on its own loopback port against a fresh database and bucket."""
+    any_port = "127.0.0.1:0"
+    provider_key = f"sk-{uuid.uuid4().hex}"
     s3 = S3Settings(
         endpoint=infrastructure.s3_endpoint,
         access_key=infrastructure.s3_access_key,
@@ -96,70 +92,79 @@ async def stack(
         region=infrastructure.s3_region,
         bucket=f"stack-{uuid.uuid4().hex[:20]}",
     )
-    provider_key = f"sk-{uuid.uuid4().hex}"
-    any_port = "127.0.0.1:0"
-
-    moderation_settings = ModerationSettings(database_url=db, grpc_listen_address=any_port)
-    billing_settings = BillingSettings(
-        database_url=db, nats_url=infrastructure.nats_url, grpc_listen_address=any_port
-    )
-    renderer_settings = RendererSettings(database_url=db, s3=s3, grpc_listen_address=any_port)
-    for app_module in (moderation_app, billing_app, renderer_app, jobs_app, gateway_app):
-        await asyncio.to_thread(upgrade_schema, db, app_module.MIGRATIONS, app_module.SCHEMA)
-
-    async with AsyncExitStack() as exits:
-        runner, simulator_port = await start_server(
-            SimulatorSettings(port=0, api_key=provider_key, generation_seconds=1.5)
-        )
-        exits.push_async_callback(runner.cleanup)
-        moderation = await exits.enter_async_context(serve_moderation(moderation_settings))
-        billing = await exits.enter_async_context(serve_billing(billing_settings))
-        renderer = await exits.enter_async_context(serve_renderer(renderer_settings))
-        jobs = await exits.enter_async_context(
-            serve_jobs(
-                JobsSettings(
-                    database_url=db,
-                    nats_url=infrastructure.nats_url,
-                    s3=s3,
-                    provider=ProviderSettings(
-                        base_url=f"http://127.0.0.1:{simulator_port}/v1",
-                        api_key=provider_key,
-                        timeout_seconds=10,
-                    ),
-                    worker=WorkerSettings(
-                        worker_id="test-worker", idle_poll_seconds=0.2, provider_poll_seconds=0.3
-                    ),
-                    moderation_address=f"127.0.0.1:{moderation.port}",
-                    billing_address=f"127.0.0.1:{billing.port}",
-                    renderer_address=f"127.0.0.1:{renderer.port}",
-                    grpc_listen_address=any_port,
+    with _database(infrastructure, "stack") as db:
+        for app_module in (moderation_app, billing_app, renderer_app, jobs_app, gateway_app):
+            await asyncio.to_thread(upgrade_schema, db, app_module.MIGRATIONS, app_module.SCHEMA)
+        async with AsyncExitStack() as exits:
+            runner, simulator_port = await start_server(replace(simulator, port=0, api_key=provider_key))
+            exits.push_async_callback(runner.cleanup)
+            moderation = await exits.enter_async_context(
+                moderation_app.serve(ModerationSettings(database_url=db, grpc_listen_address=any_port))
+            )
+            billing = await exits.enter_async_context(
+                billing_app.serve(
+                    BillingSettings(
+                        database_url=db, nats_url=infrastructure.nats_url, grpc_listen_address=any_port
+                    )
                 )
             )
-        )
-        gateway = await exits.enter_async_context(
-            serve_gateway(
-                GatewaySettings(
-                    database_url=db,
-                    jobs_address=f"127.0.0.1:{jobs.port}",
-                    renderer_address=f"127.0.0.1:{renderer.port}",
-                    port=0,
+            renderer = await exits.enter_async_context(
+                renderer_app.serve(RendererSettings(database_url=db, s3=s3, grpc_listen_address=any_port))
+            )
+            jobs = await exits.enter_async_context(
+                jobs_app.serve(
+                    JobsSettings(
+                        database_url=db,
+                        nats_url=infrastructure.nats_url,
+                        s3=s3,
+                        provider=ProviderSettings(
+                            base_url=f"http://127.0.0.1:{simulator_port}/v1",
+                            api_key=provider_key,
+                            timeout_seconds=10,
+                        ),
+                        worker=WorkerSettings(
+                            worker_id=f"test-{uuid.uuid4().hex[:8]}",
+                            idle_poll_seconds=0.2,
+                            provider_poll_seconds=0.3,
+                        ),
+                        moderation_address=f"127.0.0.1:{moderation.port}",
+                        billing_address=f"127.0.0.1:{billing.port}",
+                        renderer_address=f"127.0.0.1:{renderer.port}",
+                        grpc_listen_address=any_port,
+                    )
                 )
             )
-        )
-        engine = make_engine(db, pool_size=2)
-        identity = IdentityStore(engine)
-        keys = {}
-        for user_id in ("user_alice", "user_bob", "user_broke"):
-            keys[user_id] = f"vf_test_{uuid.uuid4().hex}"
-            await identity.ensure_user_with_key(
-                user_id=user_id, name=user_id, role="user", api_key=keys[user_id]
+            gateway = await exits.enter_async_context(
+                gateway_app.serve(
+                    GatewaySettings(
+                        database_url=db,
+                        jobs_address=f"127.0.0.1:{jobs.port}",
+                        renderer_address=f"127.0.0.1:{renderer.port}",
+                        port=0,
+                    )
+                )
             )
-        await engine.dispose()
-        yield Stack(
-            gateway_url=f"http://127.0.0.1:{gateway.port}",
-            database_url=db,
-            nats_url=infrastructure.nats_url,
-            s3=s3,
-            billing_address=f"127.0.0.1:{billing.port}",
-            api_keys=keys,
-        )
+            engine = make_engine(db, pool_size=2)
+            identity = IdentityStore(engine)
+            keys = {}
+            for user_id in ("user_alice", "user_bob", "user_broke"):
+                keys[user_id] = f"vf_test_{uuid.uuid4().hex}"
+                await identity.ensure_user_with_key(
+                    user_id=user_id, name=user_id, role="user", api_key=keys[user_id]
+                )
+            await engine.dispose()
+            yield Stack(
+                gateway_url=f"http://127.0.0.1:{gateway.port}",
+                database_url=db,
+                nats_url=infrastructure.nats_url,
+                s3=s3,
+                billing_address=f"127.0.0.1:{billing.port}",
+                api_keys=keys,
+            )
+
+
+@pytest.fixture(scope="session")
+async def stack(infrastructure: Infrastructure, span_exporter: InMemorySpanExporter) -> AsyncIterator[Stack]:
+    """The platform with a well-behaved provider simulator, shared by the end-to-end tests."""
+    async with running_stack(infrastructure, SimulatorSettings(generation_seconds=1.5)) as running:
+        yield running
