@@ -117,15 +117,15 @@ async def running_stack(infrastructure: Infrastructure, simulator: SimulatorSett
                         database_url=db,
                         nats_url=infrastructure.nats_url,
                         s3=s3,
-                        provider=ProviderSettings(
-                            base_url=f"http://127.0.0.1:{simulator_port}/v1",
-                            api_key=provider_key,
+                        provider=ProviderSettings.single(
+                            f"http://127.0.0.1:{simulator_port}/v1",
+                            provider_key,
                             timeout_seconds=10,
+                            min_poll_seconds=0.3,
+                            max_poll_seconds=1.0,
                         ),
                         worker=WorkerSettings(
-                            worker_id=f"test-{uuid.uuid4().hex[:8]}",
-                            idle_poll_seconds=0.2,
-                            provider_poll_seconds=0.3,
+                            worker_id=f"test-{uuid.uuid4().hex[:8]}", idle_poll_seconds=0.2
                         ),
                         moderation_address=f"127.0.0.1:{moderation.port}",
                         billing_address=f"127.0.0.1:{billing.port}",

@@ -7,6 +7,8 @@ from servicekit.errors import ErrorKind, ServiceError
 from vidflow.jobs.v1 import jobs_pb2, jobs_service_pb2, jobs_service_pb2_grpc
 
 from services.jobs.admission import Admission
+from services.jobs.domain.routing import Registry
+from services.jobs.intake import Outcome, ProviderEventIntake
 from services.jobs.store import JobStore
 from services.jobs.translate import job_to_proto
 
@@ -15,9 +17,13 @@ DEFAULT_PAGE_SIZE = 20
 
 
 class JobsApi(jobs_service_pb2_grpc.JobsServiceServicer):
-    def __init__(self, admission: Admission, store: JobStore) -> None:
+    def __init__(
+        self, admission: Admission, store: JobStore, intake: ProviderEventIntake, registry: Registry
+    ) -> None:
         self._admission = admission
         self._store = store
+        self._intake = intake
+        self._registry = registry
 
     async def CreateJob(
         self, request: jobs_service_pb2.CreateJobRequest, context: grpc.aio.ServicerContext
@@ -60,6 +66,34 @@ class JobsApi(jobs_service_pb2_grpc.JobsServiceServicer):
             jobs=[job_to_proto(job) for job in jobs],
             next_page_token=jobs[-1].id if has_more and jobs else "",
         )
+
+    async def RecordProviderEvent(
+        self, request: jobs_service_pb2.RecordProviderEventRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_service_pb2.RecordProviderEventResponse:
+        for name in ("deployment", "event_id", "event_type", "upstream_id"):
+            value = getattr(request, name)
+            if not value or len(value) > 128:
+                raise ServiceError(
+                    ErrorKind.INVALID_ARGUMENT, f"{name} must be 1 to 128 characters", param=name
+                )
+        if request.deployment not in self._registry.deployments:
+            raise ServiceError(
+                ErrorKind.NOT_FOUND, f"Unknown deployment '{request.deployment}'.", param="deployment"
+            )
+        outcome = await self._intake.record(
+            deployment=request.deployment,
+            event_id=request.event_id,
+            event_type=request.event_type,
+            upstream_id=request.upstream_id,
+        )
+        return jobs_service_pb2.RecordProviderEventResponse(outcome=_OUTCOMES[outcome])
+
+
+_OUTCOMES = {
+    Outcome.APPLIED: jobs_service_pb2.PROVIDER_EVENT_OUTCOME_APPLIED,
+    Outcome.DUPLICATE: jobs_service_pb2.PROVIDER_EVENT_OUTCOME_DUPLICATE,
+    Outcome.IGNORED: jobs_service_pb2.PROVIDER_EVENT_OUTCOME_IGNORED,
+}
 
 
 def _not_found(job_id: str) -> ServiceError:

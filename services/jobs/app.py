@@ -19,7 +19,9 @@ from vidflow.jobs.v1 import jobs_service_pb2, jobs_service_pb2_grpc
 
 from services.jobs.admission import Admission
 from services.jobs.api import JobsApi
+from services.jobs.budget import RequestBudget
 from services.jobs.config import Settings
+from services.jobs.intake import ProviderEventIntake
 from services.jobs.peers import BillingClient, ModerationClient, RendererClient
 from services.jobs.provider.openai_videos import OpenAIVideosProvider
 from services.jobs.staging import StagingArea
@@ -81,10 +83,22 @@ async def serve(settings: Settings) -> AsyncIterator[RunningJobs]:
                 worker.wake()
 
         admission = Admission(store, moderation, billing, on_admitted)
+        providers = {
+            name: OpenAIVideosProvider(
+                base_url=deployment.base_url,
+                api_key=settings.provider.api_keys[name],
+                session=http,
+                timeout_seconds=settings.provider.timeout_seconds,
+                max_attempts=settings.provider.max_attempts,
+                acquire_budget=RequestBudget(engine, deployment).acquire,
+            )
+            for name, deployment in settings.provider.registry.deployments.items()
+        }
         worker = JobWorker(
             store=store,
             admission=admission,
-            provider=OpenAIVideosProvider(settings.provider, http),
+            providers=providers,
+            provider_settings=settings.provider,
             staging=StagingArea(s3, settings.s3.bucket),
             renderer=renderer,
             billing=billing,
@@ -104,7 +118,8 @@ async def serve(settings: Settings) -> AsyncIterator[RunningJobs]:
 
         # Registered before the server so it runs after the gRPC drain: in-flight RPCs finish first.
         stack.push_async_callback(stop_background)
-        api = JobsApi(admission, store)
+        intake = ProviderEventIntake(store, on_applied=worker.wake)
+        api = JobsApi(admission, store, intake, settings.provider.registry)
         running = await create_server(
             settings.grpc_listen_address,
             service_names=[SERVICE_NAME],

@@ -2,18 +2,86 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from servicekit.config import env_float, env_int, env_str
+from servicekit.config import ConfigError, env_float, env_int, env_str
 from servicekit.storage import S3Settings
+
+from services.jobs.domain.routing import Registry, RegistryError, parse_registry, single_deployment_registry
+from services.jobs.domain.video_spec import SIZES_BY_MODEL
+
+DEFAULT_PROVIDER_URL = "http://127.0.0.1:8090/v1"
 
 
 @dataclass(frozen=True)
 class ProviderSettings:
-    base_url: str  # ends in /v1
-    api_key: str
+    registry: Registry
+    # Deployment name -> API key, read from each deployment's api_key_env at start-up.
+    api_keys: Mapping[str, str] = field(repr=False, default_factory=dict)
     timeout_seconds: float = 30.0
     max_attempts: int = 4
+    # Polling: honour hints, back off while nothing changes, and poll rarely when webhooks arrive.
+    min_poll_seconds: float = 2.0
+    max_poll_seconds: float = 30.0
+    webhook_poll_seconds: float = 120.0
+    # A job whose progress has not moved for this long fails with a timeout.
+    progress_deadline_seconds: float = 3600.0
+    # How long a deployment that keeps failing gets no new jobs.
+    cooldown_seconds: float = 30.0
+
+    @classmethod
+    def single(cls, base_url: str, api_key: str, **options: float) -> ProviderSettings:
+        """One deployment serving every model (the default, and handy in tests)."""
+        registry = single_deployment_registry(base_url, "PROVIDER_API_KEY", tuple(SIZES_BY_MODEL))
+        return cls(registry=registry, api_keys={"default": api_key}, **options)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls) -> ProviderSettings:
+        text = env_str("PROVIDER_REGISTRY", "")
+        path = env_str("PROVIDER_REGISTRY_FILE", "")
+        if text and path:
+            raise ConfigError("set PROVIDER_REGISTRY or PROVIDER_REGISTRY_FILE, not both")
+        if path:
+            try:
+                text = Path(path).read_text()
+            except OSError as exc:
+                raise ConfigError(f"PROVIDER_REGISTRY_FILE {path}: {exc.strerror}") from None
+        try:
+            registry = (
+                parse_registry(text)
+                if text
+                else single_deployment_registry(
+                    env_str("PROVIDER_BASE_URL", DEFAULT_PROVIDER_URL),
+                    "PROVIDER_API_KEY",
+                    tuple(SIZES_BY_MODEL),
+                )
+            )
+        except RegistryError as exc:
+            raise ConfigError(f"provider registry: {exc}") from None
+        api_keys = {}
+        for deployment in registry.deployments.values():
+            key = os.environ.get(deployment.api_key_env, "")
+            if not key:
+                raise ConfigError(
+                    f"deployment {deployment.name}: environment variable {deployment.api_key_env} is not set"
+                )
+            api_keys[deployment.name] = key
+        defaults = cls(registry=registry)
+        return cls(
+            registry=registry,
+            api_keys=api_keys,
+            timeout_seconds=env_float("PROVIDER_TIMEOUT_SECONDS", defaults.timeout_seconds),
+            max_attempts=env_int("PROVIDER_MAX_ATTEMPTS", defaults.max_attempts),
+            min_poll_seconds=env_float("PROVIDER_MIN_POLL_SECONDS", defaults.min_poll_seconds),
+            max_poll_seconds=env_float("PROVIDER_MAX_POLL_SECONDS", defaults.max_poll_seconds),
+            webhook_poll_seconds=env_float("PROVIDER_WEBHOOK_POLL_SECONDS", defaults.webhook_poll_seconds),
+            progress_deadline_seconds=env_float(
+                "JOBS_PROGRESS_DEADLINE_SECONDS", defaults.progress_deadline_seconds
+            ),
+            cooldown_seconds=env_float("PROVIDER_COOLDOWN_SECONDS", defaults.cooldown_seconds),
+        )
 
 
 @dataclass(frozen=True)
@@ -22,7 +90,6 @@ class WorkerSettings:
     concurrency: int = 8
     idle_poll_seconds: float = 1.0
     lease_seconds: float = 120.0
-    provider_poll_seconds: float = 2.0
     max_step_attempts: int = 8
     admission_grace_seconds: float = 60.0
 
@@ -52,20 +119,12 @@ class Settings:
                 region=env_str("S3_REGION", "us-east-1"),
                 bucket=env_str("S3_BUCKET", "vidflow-media"),
             ),
-            provider=ProviderSettings(
-                base_url=env_str("PROVIDER_BASE_URL", "http://127.0.0.1:8090/v1").rstrip("/"),
-                api_key=env_str("PROVIDER_API_KEY", "sk-simulator"),
-                timeout_seconds=env_float("PROVIDER_TIMEOUT_SECONDS", ProviderSettings.timeout_seconds),
-                max_attempts=env_int("PROVIDER_MAX_ATTEMPTS", ProviderSettings.max_attempts),
-            ),
+            provider=ProviderSettings.from_env(),
             worker=WorkerSettings(
                 worker_id=env_str("JOBS_WORKER_ID", f"{socket.gethostname()}-{os.getpid()}"),
                 concurrency=env_int("JOBS_WORKER_CONCURRENCY", WorkerSettings.concurrency),
                 idle_poll_seconds=env_float("JOBS_IDLE_POLL_SECONDS", WorkerSettings.idle_poll_seconds),
                 lease_seconds=env_float("JOBS_LEASE_SECONDS", WorkerSettings.lease_seconds),
-                provider_poll_seconds=env_float(
-                    "JOBS_PROVIDER_POLL_SECONDS", WorkerSettings.provider_poll_seconds
-                ),
                 max_step_attempts=env_int("JOBS_MAX_STEP_ATTEMPTS", WorkerSettings.max_step_attempts),
             ),
             moderation_address=env_str("MODERATION_ADDRESS", cls.moderation_address),

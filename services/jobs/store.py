@@ -1,8 +1,10 @@
-"""Jobs in PostgreSQL (schema `jobs`): rows, leases for workers, and the outbox of status events."""
+"""Jobs in PostgreSQL (schema `jobs`): rows, leases for workers, dispatch to deployments, and the
+outbox of status events."""
 
 from __future__ import annotations
 
 import uuid
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,18 +23,22 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    case,
     func,
     or_,
     select,
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from vidflow.jobs.v1 import events_pb2
 
+from services.jobs.domain.dispatch import QueuedJob, assign
 from services.jobs.domain.job import Asset, Job, JobError
 from services.jobs.domain.lifecycle import WORKER_STAGES, Stage, check_move
+from services.jobs.domain.routing import Registry
 from services.jobs.domain.video_spec import VideoSpec
 from services.jobs.translate import job_to_proto
 
@@ -72,22 +78,64 @@ jobs = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("completed_at", DateTime(timezone=True)),
     Column("expires_at", DateTime(timezone=True)),
+    Column("deployment", String(64)),
+    Column("upstream_model", String(128)),
+    Column("tried_deployments", ARRAY(String(64)), nullable=False, server_default="{}"),
+    Column("queued_at", DateTime(timezone=True)),
+    Column("submitted_at", DateTime(timezone=True)),
+    Column("last_progress_at", DateTime(timezone=True)),
+    Column("poll_interval_seconds", Float),
     Index("jobs_owner_created", "owner_id", "created_at", "id"),
     Index(
         "jobs_owner_request", "owner_id", "request_id", unique=True, postgresql_where="request_id IS NOT NULL"
     ),
     Index("jobs_due", "next_attempt_at", postgresql_where="stage NOT IN ('completed', 'failed')"),
+    Index("jobs_queue", "model", "queued_at", "id", postgresql_where="stage = 'queued'"),
+    Index(
+        "jobs_upstream", "deployment", "upstream_id", unique=True, postgresql_where="upstream_id IS NOT NULL"
+    ),
+)
+provider_events = Table(
+    "provider_events",
+    metadata,
+    Column("event_id", String(128), primary_key=True),
+    Column("deployment", String(64), nullable=False),
+    Column("upstream_id", String(128), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 outbox = outbox_table(metadata)
+
+_IN_FLIGHT_STAGES = (Stage.SUBMITTING.value, Stage.GENERATING.value)
+_DISPATCH_LOCK = zlib.crc32(b"jobs.dispatch")
+_queue = jobs.alias("ahead")
+# 1-based place among queued jobs of the same model; 0 for jobs that are not queued.
+_QUEUE_POSITION = case(
+    (
+        jobs.c.stage == Stage.QUEUED.value,
+        select(func.count())
+        .where(
+            _queue.c.stage == Stage.QUEUED.value,
+            _queue.c.model == jobs.c.model,
+            tuple_(_queue.c.queued_at, _queue.c.id) <= tuple_(jobs.c.queued_at, jobs.c.id),
+        )
+        .scalar_subquery(),
+    ),
+    else_=0,
+).label("queue_position")
 
 
 class DuplicateRequest(Exception):
     """The owner already created a job with this request id."""
 
 
+class StaleJob(Exception):
+    """Someone else moved the job first; the caller's view is out of date."""
+
+
 @dataclass(frozen=True)
 class Changes:
-    """Fields a stage move may set alongside the stage."""
+    """Fields a stage move may set alongside the stage; None leaves a field as it is."""
 
     progress: int | None = None
     error: JobError | None = None
@@ -96,11 +144,16 @@ class Changes:
     asset: Asset | None = None
     completed_at: datetime | None = None
     expires_at: datetime | None = None
+    submitted_at: datetime | None = None
+    # Failover: forget the deployment and remember that it failed this job.
+    give_up_deployment: bool = False
 
-    def as_values(self) -> dict[str, Any]:
+    def as_values(self, job: Job) -> dict[str, Any]:
         values: dict[str, Any] = {}
         if self.progress is not None:
             values["progress"] = self.progress
+            if self.progress != job.progress:
+                values["last_progress_at"] = func.now()
         if self.error is not None:
             values["error_code"] = self.error.code
             values["error_message"] = self.error.message
@@ -121,7 +174,23 @@ class Changes:
             values["completed_at"] = self.completed_at
         if self.expires_at is not None:
             values["expires_at"] = self.expires_at
+        if self.submitted_at is not None:
+            values["submitted_at"] = self.submitted_at
+        if self.give_up_deployment and job.deployment:
+            values.update(
+                deployment=None,
+                upstream_model=None,
+                upstream_id=None,
+                tried_deployments=sorted(job.tried_deployments | {job.deployment}),
+            )
         return values
+
+
+@dataclass(frozen=True)
+class DispatchResult:
+    started: list[Job]
+    # Queued jobs that every deployment serving their model has already failed.
+    stranded: list[Job]
 
 
 class JobStore:
@@ -158,7 +227,7 @@ class JobStore:
         return _to_job(row)
 
     async def get(self, job_id: str, *, owner_id: str | None = None) -> Job | None:
-        query = select(jobs).where(jobs.c.id == job_id)
+        query = select(jobs, _QUEUE_POSITION).where(jobs.c.id == job_id)
         if owner_id is not None:
             query = query.where(jobs.c.owner_id == owner_id)
         async with self._engine.connect() as conn:
@@ -169,7 +238,9 @@ class JobStore:
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(
-                    select(jobs).where(jobs.c.owner_id == owner_id, jobs.c.request_id == request_id)
+                    select(jobs, _QUEUE_POSITION).where(
+                        jobs.c.owner_id == owner_id, jobs.c.request_id == request_id
+                    )
                 )
             ).one_or_none()
         return _to_job(row) if row else None
@@ -185,7 +256,9 @@ class JobStore:
         self, owner_id: str, *, limit: int, after_id: str | None, descending: bool
     ) -> tuple[list[Job], bool]:
         """One page of the owner's visible jobs and whether more follow."""
-        query = select(jobs).where(jobs.c.owner_id == owner_id, jobs.c.stage != Stage.ADMITTING.value)
+        query = select(jobs, _QUEUE_POSITION).where(
+            jobs.c.owner_id == owner_id, jobs.c.stage != Stage.ADMITTING.value
+        )
         key = tuple_(jobs.c.created_at, jobs.c.id)
         async with self._engine.connect() as conn:
             if after_id:
@@ -210,40 +283,30 @@ class JobStore:
     ) -> Job:
         """Change stage (and fields) and write the status event in the same transaction."""
         check_move(job.stage, target)
-        values = changes.as_values()
+        values = changes.as_values(job)
         values.update(stage=target.value, next_attempt_at=func.now())
-        return await self._update(job, values, publish=publish)
-
-    async def record_progress(self, job: Job, progress: int, *, next_poll_in: float) -> Job:
-        """Progress within a stage: an event only when the number changed."""
-        values = {"progress": progress, "next_attempt_at": func.now() + timedelta(seconds=next_poll_in)}
-        return await self._update(job, values, publish=progress != job.progress)
-
-    async def _update(self, job: Job, values: dict[str, Any], *, publish: bool) -> Job:
-        """Compare-and-set on the stage the caller saw; ends the caller's lease and resets retries."""
-        values = {
-            **values,
-            "updated_at": func.now(),
-            "attempts": 0,
-            "lease_owner": None,
-            "lease_expires_at": None,
-        }
-        if publish:
-            values["event_sequence"] = jobs.c.event_sequence + 1
+        if target is Stage.QUEUED and job.queued_at is None:
+            values["queued_at"] = func.now()
         async with self._engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    update(jobs)
-                    .where(jobs.c.id == job.id, jobs.c.stage == job.stage.value)
-                    .values(**values)
-                    .returning(jobs)
-                )
-            ).one_or_none()
-            if row is None:
-                raise StaleJob(job.id)
-            updated = _to_job(row)
-            if publish:
-                await _enqueue_status_event(conn, updated)
+            updated = await _update_in(conn, job, values, publish=publish)
+        if publish:
+            self._on_event_written()
+        return updated
+
+    async def record_progress(
+        self, job: Job, progress: int, *, next_poll_in: float, changed: bool | None = None
+    ) -> Job:
+        """Progress within a stage: an event only when the number changed."""
+        publish = progress != job.progress if changed is None else changed
+        values: dict[str, Any] = {
+            "progress": progress,
+            "poll_interval_seconds": next_poll_in,
+            "next_attempt_at": func.now() + timedelta(seconds=next_poll_in),
+        }
+        if progress != job.progress:
+            values["last_progress_at"] = func.now()
+        async with self._engine.begin() as conn:
+            updated = await _update_in(conn, job, values, publish=publish)
         if publish:
             self._on_event_written()
         return updated
@@ -260,6 +323,54 @@ class JobStore:
                     lease_expires_at=None,
                 )
             )
+
+    async def dispatch(
+        self, registry: Registry, *, unavailable: frozenset[str] = frozenset(), batch: int = 500
+    ) -> DispatchResult:
+        """Start the oldest queued jobs on deployments with free slots. One dispatcher runs at a time
+        across replicas (advisory lock), so slot counts cannot race; a busy lock means another
+        replica is dispatching right now, and this call does nothing."""
+        started: list[Job] = []
+        stranded: list[Job] = []
+        async with self._engine.begin() as conn:
+            if not await conn.scalar(select(func.pg_try_advisory_xact_lock(_DISPATCH_LOCK))):
+                return DispatchResult([], [])
+            in_flight = {
+                row.deployment: row.in_flight
+                for row in await conn.execute(
+                    select(jobs.c.deployment, func.count().label("in_flight"))
+                    .where(jobs.c.stage.in_(_IN_FLIGHT_STAGES), jobs.c.deployment.is_not(None))
+                    .group_by(jobs.c.deployment)
+                )
+            }
+            queued_rows = (
+                await conn.execute(
+                    select(jobs)
+                    .where(jobs.c.stage == Stage.QUEUED.value)
+                    .order_by(jobs.c.queued_at, jobs.c.id)
+                    .limit(batch)
+                )
+            ).all()
+            queued = {row.id: _to_job(row) for row in queued_rows}
+            assignments, exhausted = assign(
+                registry,
+                [QueuedJob(job.id, job.spec.model, job.tried_deployments) for job in queued.values()],
+                in_flight,
+                unavailable,
+            )
+            for assignment in assignments:
+                job = queued[assignment.job_id]
+                values = {
+                    "stage": Stage.SUBMITTING.value,
+                    "deployment": assignment.route.deployment,
+                    "upstream_model": assignment.route.upstream_model,
+                    "next_attempt_at": func.now(),
+                }
+                started.append(await _update_in(conn, job, values, publish=True))
+            stranded = [queued[job_id] for job_id in exhausted]
+        if started:
+            self._on_event_written()
+        return DispatchResult(started, stranded)
 
     async def lease_due(
         self, *, worker_id: str, limit: int, lease_seconds: float, admission_grace_seconds: float
@@ -295,6 +406,26 @@ class JobStore:
             ).all()
         return [_to_job(row) for row in rows]
 
+    async def record_provider_event(
+        self, *, event_id: str, deployment: str, upstream_id: str, event_type: str
+    ) -> tuple[bool, Job | None]:
+        """Remember a provider webhook once. Returns (first time seen, the job it concerns)."""
+        async with self._engine.begin() as conn:
+            inserted = await conn.scalar(
+                insert(provider_events)
+                .values(
+                    event_id=event_id, deployment=deployment, upstream_id=upstream_id, event_type=event_type
+                )
+                .on_conflict_do_nothing()
+                .returning(provider_events.c.event_id)
+            )
+            row = (
+                await conn.execute(
+                    select(jobs).where(jobs.c.deployment == deployment, jobs.c.upstream_id == upstream_id)
+                )
+            ).one_or_none()
+        return inserted is not None, _to_job(row) if row else None
+
     async def events_for(self, job_id: str) -> Sequence[bytes]:
         """Status events written for a job, oldest first (for tests and replays)."""
         async with self._engine.connect() as conn:
@@ -304,8 +435,31 @@ class JobStore:
             return [row.payload for row in rows]
 
 
-class StaleJob(Exception):
-    """Someone else moved the job first; the caller's view is out of date."""
+async def _update_in(conn: AsyncConnection, job: Job, values: dict[str, Any], *, publish: bool) -> Job:
+    """Compare-and-set on the stage the caller saw; ends the caller's lease and resets retries."""
+    values = {
+        **values,
+        "updated_at": func.now(),
+        "attempts": 0,
+        "lease_owner": None,
+        "lease_expires_at": None,
+    }
+    if publish:
+        values["event_sequence"] = jobs.c.event_sequence + 1
+    row = (
+        await conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job.id, jobs.c.stage == job.stage.value)
+            .values(**values)
+            .returning(jobs)
+        )
+    ).one_or_none()
+    if row is None:
+        raise StaleJob(job.id)
+    updated = _to_job(row)
+    if publish:
+        await _enqueue_status_event(conn, updated)
+    return updated
 
 
 async def _enqueue_status_event(conn: AsyncConnection, job: Job) -> None:
@@ -352,4 +506,12 @@ def _to_job(row: Any) -> Job:
         attempts=row.attempts,
         event_sequence=row.event_sequence,
         traceparent=row.traceparent,
+        deployment=row.deployment,
+        upstream_model=row.upstream_model,
+        tried_deployments=frozenset(row.tried_deployments or ()),
+        queued_at=row.queued_at,
+        submitted_at=row.submitted_at,
+        last_progress_at=row.last_progress_at,
+        poll_interval_seconds=row.poll_interval_seconds,
+        queue_position=getattr(row, "queue_position", 0) or 0,
     )

@@ -31,6 +31,7 @@ def job_to_proto(job: Job) -> jobs_pb2.Job:
         stage=STAGE_TO_PROTO[job.stage],
         progress=job.progress,
         cost_credits=job.cost_credits,
+        queue_position=job.queue_position,
     )
     message.create_time.CopyFrom(_timestamp(job.created_at))
     if job.completed_at:

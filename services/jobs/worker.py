@@ -11,7 +11,9 @@ import asyncio
 import logging
 import shutil
 import tempfile
-from datetime import UTC, datetime
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from opentelemetry import trace
@@ -20,7 +22,7 @@ from servicekit.lifecycle import wait_for_signal
 from servicekit.telemetry import context_from_headers
 
 from services.jobs.admission import Admission
-from services.jobs.config import WorkerSettings
+from services.jobs.config import ProviderSettings, WorkerSettings
 from services.jobs.domain.job import Job, JobError
 from services.jobs.domain.lifecycle import Stage, retry_delay_seconds
 from services.jobs.peers import BillingClient, RendererClient
@@ -63,7 +65,8 @@ class JobWorker:
         *,
         store: JobStore,
         admission: Admission,
-        provider: VideoProvider,
+        providers: Mapping[str, VideoProvider],
+        provider_settings: ProviderSettings,
         staging: StagingArea,
         renderer: RendererClient,
         billing: BillingClient,
@@ -71,7 +74,11 @@ class JobWorker:
     ) -> None:
         self._store = store
         self._admission = admission
-        self._provider = provider
+        self._providers = providers
+        self._provider_settings = provider_settings
+        self._registry = provider_settings.registry
+        # Deployment -> monotonic time until which it gets no new jobs after failing them.
+        self._cooling_until: dict[str, float] = {}
         self._staging = staging
         self._renderer = renderer
         self._billing = billing
@@ -84,6 +91,7 @@ class JobWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            await self._dispatch()
             claimed = 0
             free = self._settings.concurrency - len(self._in_flight)
             if free > 0:
@@ -106,6 +114,27 @@ class JobWorker:
                 await wait_for_signal(stop, self._wake, seconds=self._settings.idle_poll_seconds)
                 self._wake.clear()
         await self._drain()
+
+    async def _dispatch(self) -> None:
+        """Start queued jobs where deployments have room; fail those no deployment can take."""
+        now = time.monotonic()
+        cooling = frozenset(name for name, until in self._cooling_until.items() if until > now)
+        try:
+            result = await self._store.dispatch(self._registry, unavailable=cooling)
+        except Exception as exc:
+            log.warning("dispatch failed", extra={"error": repr(exc)})
+            return
+        for job in result.stranded:
+            error = JobError(
+                "provider_unavailable", "Every provider deployment for this model failed the video."
+            )
+            try:
+                await self._store.move(job, Stage.RELEASING, Changes(error=error))
+            except StaleJob:
+                pass
+
+    def _cool_down(self, deployment: str) -> None:
+        self._cooling_until[deployment] = time.monotonic() + self._provider_settings.cooldown_seconds
 
     def _step_finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
@@ -136,8 +165,6 @@ class JobWorker:
         match job.stage:
             case Stage.ADMITTING:
                 await self._finish_admission(job)
-            case Stage.QUEUED:
-                await self._submit(await self._store.move(job, Stage.SUBMITTING))
             case Stage.SUBMITTING:
                 await self._submit(job)
             case Stage.GENERATING:
@@ -163,19 +190,41 @@ class JobWorker:
             )
 
     async def _submit(self, job: Job) -> None:
+        assert job.deployment is not None and job.upstream_model is not None
         try:
-            upstream = await self._provider.create(job.spec, idempotency_key=job.id)
+            upstream = await self._providers[job.deployment].create(
+                job.spec, model=job.upstream_model, idempotency_key=job.id, not_before=job.created_at
+            )
         except ProviderError as error:
-            await self._provider_failed(job, error)
+            if error.kind.retryable:
+                await self._fail_over_or_wait(job, error)
+            else:
+                await self._provider_failed(job, error)
             return
         await self._store.move(
             job, Stage.GENERATING, Changes(upstream_id=upstream.id, progress=upstream.progress)
         )
 
+    async def _fail_over_or_wait(self, job: Job, error: ProviderError) -> None:
+        """The deployment keeps failing: hand the job to the next one serving its model, if any."""
+        assert job.deployment is not None
+        self._cool_down(job.deployment)
+        remaining = self._registry.candidates(
+            job.spec.model, excluding=job.tried_deployments | {job.deployment}
+        )
+        if not remaining:
+            raise _Retry(error.message)
+        log.info("job fails over", extra={"job_id": job.id, "from": job.deployment, "reason": error.message})
+        await self._store.move(job, Stage.QUEUED, Changes(give_up_deployment=True))
+
     async def _poll(self, job: Job) -> None:
-        assert job.upstream_id is not None
+        assert job.upstream_id is not None and job.deployment is not None
+        if self._past_deadline(job):
+            timeout = JobError("timeout", "The provider made no progress on this video before the deadline.")
+            await self._store.move(job, Stage.RELEASING, Changes(error=timeout))
+            return
         try:
-            upstream = await self._provider.retrieve(job.upstream_id)
+            upstream = await self._providers[job.deployment].retrieve(job.upstream_id)
         except ProviderError as error:
             await self._provider_failed(job, error)
             return
@@ -192,12 +241,29 @@ class JobWorker:
             await self._store.move(job, Stage.RELEASING, Changes(error=ended))
         else:
             # Keep 99 for our own download and render, so 100 means the video is really ready.
-            progress = min(upstream.progress, 99)
-            wait = upstream.poll_after_seconds or self._settings.provider_poll_seconds
-            await self._store.record_progress(job, max(progress, job.progress), next_poll_in=wait)
+            progress = max(min(upstream.progress, 99), job.progress)
+            wait = self._next_poll_seconds(job, progress, upstream.poll_after_seconds)
+            await self._store.record_progress(job, progress, next_poll_in=wait)
+
+    def _next_poll_seconds(self, job: Job, progress: int, hint: float | None) -> float:
+        """Rarely when webhooks report completion; otherwise the provider's hint, backing off while
+        nothing changes, within the configured bounds."""
+        settings = self._provider_settings
+        assert job.deployment is not None
+        if self._registry.deployments[job.deployment].webhooks:
+            return settings.webhook_poll_seconds
+        floor = max(settings.min_poll_seconds, hint or 0.0)
+        if progress != job.progress:
+            return min(floor, settings.max_poll_seconds)
+        return min(settings.max_poll_seconds, max(floor, (job.poll_interval_seconds or floor) * 1.5))
+
+    def _past_deadline(self, job: Job) -> bool:
+        last_sign_of_life = job.last_progress_at or job.queued_at or job.created_at
+        deadline = timedelta(seconds=self._provider_settings.progress_deadline_seconds)
+        return datetime.now(UTC) - last_sign_of_life > deadline
 
     async def _download(self, job: Job) -> None:
-        assert job.upstream_id is not None
+        assert job.upstream_id is not None and job.deployment is not None
         if job.expires_at and job.expires_at <= datetime.now(UTC):
             error = JobError(
                 "asset_expired", "The provider's download link expired before we could copy the video."
@@ -209,7 +275,7 @@ class JobWorker:
             for variant, filename in _FILENAMES.items():
                 path = workdir / filename
                 try:
-                    await self._provider.download(job.upstream_id, variant, path)
+                    await self._providers[job.deployment].download(job.upstream_id, variant, path)
                 except ProviderError as error:
                     if variant is AssetVariant.VIDEO:
                         await self._provider_failed(job, error)

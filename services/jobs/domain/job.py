@@ -48,6 +48,15 @@ class Job:
     attempts: int = 0
     event_sequence: int = 0
     traceparent: str = ""
+    deployment: str | None = None
+    upstream_model: str | None = None
+    tried_deployments: frozenset[str] = frozenset()
+    queued_at: datetime | None = None
+    submitted_at: datetime | None = None
+    last_progress_at: datetime | None = None
+    poll_interval_seconds: float | None = None
+    # 1 for the next job of its model to start; 0 once it has started.
+    queue_position: int = 0
 
     @property
     def status(self) -> Status:

@@ -49,7 +49,8 @@ _STATUS_OF_STAGE = {
 ALLOWED_MOVES: dict[Stage, frozenset[Stage]] = {
     Stage.ADMITTING: frozenset({Stage.QUEUED, Stage.FAILED}),
     Stage.QUEUED: frozenset({Stage.SUBMITTING, Stage.RELEASING}),
-    Stage.SUBMITTING: frozenset({Stage.GENERATING, Stage.RELEASING}),
+    # Back to QUEUED when its deployment failed: the dispatcher picks the next one.
+    Stage.SUBMITTING: frozenset({Stage.GENERATING, Stage.RELEASING, Stage.QUEUED}),
     Stage.GENERATING: frozenset({Stage.GENERATING, Stage.DOWNLOADING, Stage.RELEASING}),
     Stage.DOWNLOADING: frozenset({Stage.RENDERING, Stage.RELEASING}),
     Stage.RENDERING: frozenset({Stage.CAPTURING, Stage.RELEASING}),
@@ -59,9 +60,9 @@ ALLOWED_MOVES: dict[Stage, frozenset[Stage]] = {
     Stage.FAILED: frozenset(),
 }
 
-# Stages a worker drives forward. ADMITTING rows are picked up only when their admission stalled.
+# Stages a worker drives forward. QUEUED jobs wait for the dispatcher, which starts them within
+# each deployment's limit; ADMITTING rows are picked up only when their admission stalled.
 WORKER_STAGES = (
-    Stage.QUEUED,
     Stage.SUBMITTING,
     Stage.GENERATING,
     Stage.DOWNLOADING,

@@ -34,6 +34,12 @@ class UpstreamVideo:
     error_message: str = ""
     expires_at: datetime | None = None
     poll_after_seconds: float | None = None
+    created_at: datetime | None = None
+    # What the video was made from, for reconciling a create whose answer was lost.
+    prompt: str = ""
+    model: str = ""
+    size: str = ""
+    seconds: str = ""
 
 
 class ProviderErrorKind(enum.StrEnum):
@@ -71,7 +77,12 @@ class AssetVariant(enum.StrEnum):
 
 
 class VideoProvider(Protocol):
-    async def create(self, spec: VideoSpec, *, idempotency_key: str) -> UpstreamVideo: ...
+    async def create(
+        self, spec: VideoSpec, *, model: str, idempotency_key: str, not_before: datetime
+    ) -> UpstreamVideo:
+        """Start a video; never start a second one for the same key, even after a lost answer.
+        `not_before` bounds the search for a video an earlier attempt may have created."""
+        ...
 
     async def retrieve(self, upstream_id: str) -> UpstreamVideo: ...
 

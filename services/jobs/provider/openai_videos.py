@@ -1,5 +1,6 @@
 """A client for the OpenAI Videos API contract: timeouts on every call, bounded retries with
-backoff and jitter that honour retry-after, and errors classified for the job's failure code."""
+backoff and jitter that honour retry-after, a shared request budget, reconciliation before a
+create is retried, and errors classified for the job's failure code."""
 
 from __future__ import annotations
 
@@ -8,13 +9,12 @@ import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 
-from services.jobs.config import ProviderSettings
 from services.jobs.domain.video_spec import VideoSpec
 from services.jobs.provider import (
     AssetVariant,
@@ -28,48 +28,70 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _RETRYABLE_STATUS = {408, 409, 429}
 _CHUNK = 1 << 16
+# Provider clocks drift; a lost create may be stamped a little before we sent it.
+_CLOCK_SLACK = timedelta(seconds=30)
+_RECONCILE_PAGES = 5
 
 
 class OpenAIVideosProvider:
-    def __init__(self, settings: ProviderSettings, session: aiohttp.ClientSession) -> None:
-        self._settings = settings
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        session: aiohttp.ClientSession,
+        timeout_seconds: float,
+        max_attempts: int,
+        acquire_budget: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
         self._session = session
-        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
-        self._headers = {"Authorization": f"Bearer {settings.api_key}"}
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._max_attempts = max_attempts
+        self._headers = {"Authorization": f"Bearer {api_key}"}
+        self._acquire_budget = acquire_budget
+        self.requests_sent = 0
 
-    async def create(self, spec: VideoSpec, *, idempotency_key: str) -> UpstreamVideo:
-        body = {"model": spec.model, "prompt": spec.prompt, "seconds": str(spec.seconds), "size": spec.size}
+    async def create(
+        self, spec: VideoSpec, *, model: str, idempotency_key: str, not_before: datetime
+    ) -> UpstreamVideo:
+        body = {"model": model, "prompt": spec.prompt, "seconds": str(spec.seconds), "size": spec.size}
+        answer_lost = False
 
         async def attempt() -> UpstreamVideo:
-            # The same Idempotency-Key on every try: a create that timed out is not made twice.
-            async with self._session.post(
-                f"{self._settings.base_url}/videos",
-                json=body,
-                headers={**self._headers, "Idempotency-Key": idempotency_key},
-                timeout=self._timeout,
-            ) as response:
-                return _video_from(await _json_or_raise(response), response)
+            nonlocal answer_lost
+            if answer_lost:
+                # The last try may have created the video before failing: look before creating again.
+                existing = await self._find_created(body, not_before)
+                if existing is not None:
+                    log.info("reconciled a lost create", extra={"upstream_id": existing.id})
+                    return existing
+            try:
+                # The same Idempotency-Key on every try, for providers that honour it.
+                async with await self._request(
+                    "POST", "/videos", json=body, headers={"Idempotency-Key": idempotency_key}
+                ) as response:
+                    return _video_from(await _json_or_raise(response), response)
+            except ProviderError as error:
+                answer_lost = error.status is None or error.status >= 500 or error.status == 408
+                raise
+            except (aiohttp.ClientError, TimeoutError):
+                answer_lost = True
+                raise
 
         return await self._with_retries("create", attempt)
 
     async def retrieve(self, upstream_id: str) -> UpstreamVideo:
         async def attempt() -> UpstreamVideo:
-            async with self._session.get(
-                f"{self._settings.base_url}/videos/{upstream_id}",
-                headers=self._headers,
-                timeout=self._timeout,
-            ) as response:
+            async with await self._request("GET", f"/videos/{upstream_id}") as response:
                 return _video_from(await _json_or_raise(response), response)
 
         return await self._with_retries("retrieve", attempt)
 
     async def download(self, upstream_id: str, variant: AssetVariant, destination: Path) -> None:
         async def attempt() -> None:
-            async with self._session.get(
-                f"{self._settings.base_url}/videos/{upstream_id}/content",
-                params={"variant": variant.value},
-                headers=self._headers,
-                timeout=self._timeout,
+            async with await self._request(
+                "GET", f"/videos/{upstream_id}/content", params={"variant": variant.value}
             ) as response:
                 if response.status >= 400:
                     await _json_or_raise(response)
@@ -81,16 +103,49 @@ class OpenAIVideosProvider:
 
         await self._with_retries(f"download {variant}", attempt)
 
+    async def _find_created(self, body: dict[str, str], not_before: datetime) -> UpstreamVideo | None:
+        """Newest first, stop once past `not_before`: the video matching what we asked for, if any."""
+        after: str | None = None
+        for _ in range(_RECONCILE_PAGES):
+            params = {"limit": "100", "order": "desc", **({"after": after} if after else {})}
+            async with await self._request("GET", "/videos", params=params) as response:
+                page = await _json_or_raise(response)
+            videos = [v for v in page.get("data") or [] if isinstance(v, dict)]
+            for raw in videos:
+                video = _video_from(raw, None)
+                if video.created_at and video.created_at < not_before - _CLOCK_SLACK:
+                    return None
+                if (video.prompt, video.model, video.size, video.seconds) == (
+                    body["prompt"],
+                    body["model"],
+                    body["size"],
+                    body["seconds"],
+                ):
+                    return video
+            if not page.get("has_more") or not videos:
+                return None
+            after = str(videos[-1].get("id"))
+        return None
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        if self._acquire_budget is not None:
+            await self._acquire_budget()
+        self.requests_sent += 1
+        headers = {**self._headers, **kwargs.pop("headers", {})}
+        return await self._session.request(
+            method, f"{self._base_url}{path}", headers=headers, timeout=self._timeout, **kwargs
+        )
+
     async def _with_retries(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
-        for number in range(1, self._settings.max_attempts + 1):
+        for number in range(1, self._max_attempts + 1):
             try:
                 return await attempt()
             except ProviderError as error:
-                if not error.kind.retryable or number == self._settings.max_attempts:
+                if not error.kind.retryable or number == self._max_attempts:
                     raise
                 delay = error.retry_after if error.retry_after is not None else _backoff(number)
             except (aiohttp.ClientError, TimeoutError) as exc:
-                if number == self._settings.max_attempts:
+                if number == self._max_attempts:
                     raise ProviderError(
                         ProviderErrorKind.TRANSIENT, f"provider unreachable: {exc!r}"
                     ) from exc
@@ -153,7 +208,7 @@ def retry_after_seconds(headers: Any) -> float | None:
     return None
 
 
-def _video_from(payload: dict[str, Any], response: aiohttp.ClientResponse) -> UpstreamVideo:
+def _video_from(payload: dict[str, Any], response: aiohttp.ClientResponse | None) -> UpstreamVideo:
     upstream_id = payload.get("id")
     if not isinstance(upstream_id, str) or not upstream_id:
         raise ProviderError(ProviderErrorKind.TRANSIENT, "provider response has no video id")
@@ -164,14 +219,33 @@ def _video_from(payload: dict[str, Any], response: aiohttp.ClientResponse) -> Up
         status = UpstreamStatus.ENDED_OTHERWISE
     raw_error = payload.get("error")
     error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
-    expires_at = payload.get("expires_at")
-    poll_after = response.headers.get("openai-poll-after-ms")
+    poll_after = response.headers.get("openai-poll-after-ms") if response is not None else None
     return UpstreamVideo(
         id=upstream_id,
         status=status,
-        progress=max(0, min(100, int(payload.get("progress") or 0))),
+        progress=_progress(payload.get("progress")),
         error_code=str(error.get("code") or (raw_status if status is UpstreamStatus.ENDED_OTHERWISE else "")),
         error_message=str(error.get("message") or ""),
-        expires_at=datetime.fromtimestamp(expires_at, UTC) if isinstance(expires_at, int | float) else None,
+        expires_at=_timestamp(payload.get("expires_at")),
         poll_after_seconds=float(poll_after) / 1000 if poll_after and poll_after.isdigit() else None,
+        created_at=_timestamp(payload.get("created_at")),
+        prompt=str(payload.get("prompt") or ""),
+        model=str(payload.get("model") or ""),
+        size=str(payload.get("size") or ""),
+        seconds=str(payload.get("seconds") or ""),
     )
+
+
+def _progress(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return max(0, min(100, int(value)))
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None

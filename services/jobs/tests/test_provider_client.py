@@ -2,17 +2,24 @@
 
 import asyncio
 import time
+from datetime import UTC, datetime
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from services.jobs.config import ProviderSettings
 from services.jobs.domain.video_spec import VideoSpec
 from services.jobs.provider import ProviderError, ProviderErrorKind, UpstreamStatus
 from services.jobs.provider.openai_videos import OpenAIVideosProvider, classify, retry_after_seconds
 
 SPEC = VideoSpec(model="sora-2", prompt="a cat", seconds=4, size="1280x720")
+LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def _client(base_url: str, session: aiohttp.ClientSession, *, timeout: float = 5, attempts: int = 4):
+    return OpenAIVideosProvider(
+        base_url=base_url, api_key="sk", session=session, timeout_seconds=timeout, max_attempts=attempts
+    )
 
 
 @pytest.mark.parametrize(
@@ -77,10 +84,10 @@ async def test_rate_limits_are_retried_after_the_hinted_delay():
     runner, base_url = await _serve(flaky)
     try:
         async with aiohttp.ClientSession() as session:
-            provider = OpenAIVideosProvider(
-                ProviderSettings(base_url, "sk", timeout_seconds=5, max_attempts=4), session
+            provider = _client(base_url, session)
+            video = await provider.create(
+                SPEC, model="sora-2", idempotency_key="video_job_1", not_before=LONG_AGO
             )
-            video = await provider.create(SPEC, idempotency_key="video_job_1")
     finally:
         await runner.cleanup()
     assert video.id == "video_up_1"
@@ -96,11 +103,11 @@ async def test_retries_are_bounded():
     runner, base_url = await _serve(flaky)
     try:
         async with aiohttp.ClientSession() as session:
-            provider = OpenAIVideosProvider(
-                ProviderSettings(base_url, "sk", timeout_seconds=5, max_attempts=3), session
-            )
+            provider = _client(base_url, session, attempts=3)
             with pytest.raises(ProviderError) as raised:
-                await provider.create(SPEC, idempotency_key="video_job_2")
+                await provider.create(
+                    SPEC, model="sora-2", idempotency_key="video_job_2", not_before=LONG_AGO
+                )
     finally:
         await runner.cleanup()
     assert raised.value.kind is ProviderErrorKind.RATE_LIMITED
@@ -115,9 +122,7 @@ async def test_unreachable_provider_is_a_transient_error():
         port = server.sockets[0].getsockname()[1]
         server.close()
         await server.wait_closed()
-        provider = OpenAIVideosProvider(
-            ProviderSettings(f"http://127.0.0.1:{port}/v1", "sk", timeout_seconds=2, max_attempts=2), session
-        )
+        provider = _client(f"http://127.0.0.1:{port}/v1", session, timeout=2, attempts=2)
         with pytest.raises(ProviderError) as raised:
             await provider.retrieve("video_x")
     assert raised.value.kind is ProviderErrorKind.TRANSIENT

@@ -1,0 +1,67 @@
+"""Per-deployment request budgets shared by every jobs-service replica: a token bucket in PostgreSQL.
+
+Each provider request takes one token. Tokens refill at requests_per_minute / 60 per second up to a
+small burst, so any minute sees at most the budget plus that burst, however many replicas run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from sqlalchemy import Column, DateTime, Float, String, Table, func, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.jobs.domain.routing import Deployment
+from services.jobs.store import metadata
+
+provider_budgets = Table(
+    "provider_budgets",
+    metadata,
+    Column("deployment", String(64), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def burst_size(deployment: Deployment) -> float:
+    """Two seconds' worth of requests, and at least one."""
+    return max(1.0, deployment.requests_per_minute / 30)
+
+
+class RequestBudget:
+    def __init__(self, engine: AsyncEngine, deployment: Deployment) -> None:
+        self._engine = engine
+        self._name = deployment.name
+        self._rate = deployment.requests_per_minute / 60.0
+        self._burst = burst_size(deployment)
+
+    async def acquire(self) -> None:
+        """Wait until this deployment's budget allows one more request, then spend it."""
+        while True:
+            if await self._try_take():
+                return
+            # Waiting for tokens to refill is the point here; jitter keeps replicas from lining up.
+            await asyncio.sleep((1.0 / self._rate) * random.uniform(0.5, 1.5))
+
+    async def _try_take(self) -> bool:
+        budgets = provider_budgets
+        refilled = func.least(
+            self._burst,
+            budgets.c.tokens
+            + func.extract("epoch", func.clock_timestamp() - budgets.c.refreshed_at) * self._rate,
+        )
+        statement = (
+            insert(budgets)
+            .values(deployment=self._name, tokens=self._burst - 1, refreshed_at=func.clock_timestamp())
+            .on_conflict_do_update(
+                index_elements=[budgets.c.deployment],
+                set_={"tokens": refilled - 1, "refreshed_at": func.clock_timestamp()},
+                where=refilled >= 1,
+            )
+            .returning(budgets.c.tokens)
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(text("SET LOCAL lock_timeout = '2s'"))
+            return (await conn.scalar(statement)) is not None
