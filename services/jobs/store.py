@@ -426,6 +426,13 @@ class JobStore:
             ).one_or_none()
         return inserted is not None, _to_job(row) if row else None
 
+    async def upstream_claimed(self, deployment: str, upstream_id: str) -> bool:
+        async with self._engine.connect() as conn:
+            found = await conn.scalar(
+                select(jobs.c.id).where(jobs.c.deployment == deployment, jobs.c.upstream_id == upstream_id)
+            )
+        return found is not None
+
     async def events_for(self, job_id: str) -> Sequence[bytes]:
         """Status events written for a job, oldest first (for tests and replays)."""
         async with self._engine.connect() as conn:

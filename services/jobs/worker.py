@@ -192,8 +192,13 @@ class JobWorker:
     async def _submit(self, job: Job) -> None:
         assert job.deployment is not None and job.upstream_model is not None
         try:
-            upstream = await self._providers[job.deployment].create(
-                job.spec, model=job.upstream_model, idempotency_key=job.id, not_before=job.created_at
+            deployment = job.deployment
+            upstream = await self._providers[deployment].create(
+                job.spec,
+                model=job.upstream_model,
+                idempotency_key=job.id,
+                not_before=job.created_at,
+                claimed=lambda upstream_id: self._store.upstream_claimed(deployment, upstream_id),
             )
         except ProviderError as error:
             if error.kind.retryable:

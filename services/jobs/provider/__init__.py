@@ -8,6 +8,7 @@ is one more class with these three methods.
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -78,10 +79,17 @@ class AssetVariant(enum.StrEnum):
 
 class VideoProvider(Protocol):
     async def create(
-        self, spec: VideoSpec, *, model: str, idempotency_key: str, not_before: datetime
+        self,
+        spec: VideoSpec,
+        *,
+        model: str,
+        idempotency_key: str,
+        not_before: datetime,
+        claimed: Callable[[str], Awaitable[bool]],
     ) -> UpstreamVideo:
         """Start a video; never start a second one for the same key, even after a lost answer.
-        `not_before` bounds the search for a video an earlier attempt may have created."""
+        `not_before` bounds the search for a video an earlier attempt may have created, and
+        `claimed` says whether an upstream id already belongs to another job."""
         ...
 
     async def retrieve(self, upstream_id: str) -> UpstreamVideo: ...

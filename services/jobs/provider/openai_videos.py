@@ -53,7 +53,13 @@ class OpenAIVideosProvider:
         self.requests_sent = 0
 
     async def create(
-        self, spec: VideoSpec, *, model: str, idempotency_key: str, not_before: datetime
+        self,
+        spec: VideoSpec,
+        *,
+        model: str,
+        idempotency_key: str,
+        not_before: datetime,
+        claimed: Callable[[str], Awaitable[bool]],
     ) -> UpstreamVideo:
         body = {"model": model, "prompt": spec.prompt, "seconds": str(spec.seconds), "size": spec.size}
         answer_lost = False
@@ -62,7 +68,7 @@ class OpenAIVideosProvider:
             nonlocal answer_lost
             if answer_lost:
                 # The last try may have created the video before failing: look before creating again.
-                existing = await self._find_created(body, not_before)
+                existing = await self._find_created(body, not_before, claimed)
                 if existing is not None:
                     log.info("reconciled a lost create", extra={"upstream_id": existing.id})
                     return existing
@@ -103,8 +109,11 @@ class OpenAIVideosProvider:
 
         await self._with_retries(f"download {variant}", attempt)
 
-    async def _find_created(self, body: dict[str, str], not_before: datetime) -> UpstreamVideo | None:
-        """Newest first, stop once past `not_before`: the video matching what we asked for, if any."""
+    async def _find_created(
+        self, body: dict[str, str], not_before: datetime, claimed: Callable[[str], Awaitable[bool]]
+    ) -> UpstreamVideo | None:
+        """Newest first, stop once past `not_before`: an unclaimed video matching what we asked for.
+        Another job with the same prompt may own a match, so claimed ids are passed over."""
         after: str | None = None
         for _ in range(_RECONCILE_PAGES):
             params = {"limit": "100", "order": "desc", **({"after": after} if after else {})}
@@ -115,11 +124,9 @@ class OpenAIVideosProvider:
                 video = _video_from(raw, None)
                 if video.created_at and video.created_at < not_before - _CLOCK_SLACK:
                     return None
-                if (video.prompt, video.model, video.size, video.seconds) == (
-                    body["prompt"],
-                    body["model"],
-                    body["size"],
-                    body["seconds"],
+                wanted = (body["prompt"], body["model"], body["size"], body["seconds"])
+                if (video.prompt, video.model, video.size, video.seconds) == wanted and not await claimed(
+                    video.id
                 ):
                     return video
             if not page.get("has_more") or not videos:
