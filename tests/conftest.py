@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
@@ -22,6 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from servicekit.db import make_engine, upgrade_schema
 from servicekit.storage import S3Settings
+from servicekit.webhooks import new_secret
 
 from devstack.servers import Infrastructure
 from services.billing import app as billing_app
@@ -62,9 +64,17 @@ class Stack:
     s3: S3Settings
     billing_address: str
     api_keys: dict[str, str]  # user id -> key
+    # The "default" deployment's webhook secret; the gateway takes webhooks at /webhooks/providers/default.
+    provider_webhook_secret: str
 
     def key(self, user_id: str) -> str:
         return self.api_keys[user_id]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -81,10 +91,22 @@ def _database(infrastructure: Infrastructure, prefix: str) -> Iterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(infrastructure: Infrastructure, simulator: SimulatorSettings) -> AsyncIterator[Stack]:
-    """Every service on its own loopback port against a fresh database and bucket."""
+async def running_stack(
+    infrastructure: Infrastructure, simulator: SimulatorSettings, *, provider_webhooks: bool = False
+) -> AsyncIterator[Stack]:
+    """Every service on its own loopback port against a fresh database and bucket. With
+    `provider_webhooks`, the simulator reports finished videos to the gateway's intake."""
     any_port = "127.0.0.1:0"
     provider_key = f"sk-{uuid.uuid4().hex}"
+    webhook_secret = new_secret()
+    gateway_port = _free_port()
+    if provider_webhooks:
+        simulator = replace(
+            simulator,
+            webhook_url=f"http://127.0.0.1:{gateway_port}/webhooks/providers/default",
+            webhook_secret=webhook_secret,
+            webhook_retry_base_seconds=0.2,
+        )
     s3 = S3Settings(
         endpoint=infrastructure.s3_endpoint,
         access_key=infrastructure.s3_access_key,
@@ -120,6 +142,8 @@ async def running_stack(infrastructure: Infrastructure, simulator: SimulatorSett
                         provider=ProviderSettings.single(
                             f"http://127.0.0.1:{simulator_port}/v1",
                             provider_key,
+                            webhooks=provider_webhooks,
+                            webhook_poll_seconds=3600,
                             timeout_seconds=10,
                             min_poll_seconds=0.3,
                             max_poll_seconds=1.0,
@@ -140,7 +164,8 @@ async def running_stack(infrastructure: Infrastructure, simulator: SimulatorSett
                         database_url=db,
                         jobs_address=f"127.0.0.1:{jobs.port}",
                         renderer_address=f"127.0.0.1:{renderer.port}",
-                        port=0,
+                        port=gateway_port,
+                        provider_webhook_secrets={"default": webhook_secret},
                     )
                 )
             )
@@ -160,6 +185,7 @@ async def running_stack(infrastructure: Infrastructure, simulator: SimulatorSett
                 s3=s3,
                 billing_address=f"127.0.0.1:{billing.port}",
                 api_keys=keys,
+                provider_webhook_secret=webhook_secret,
             )
 
 

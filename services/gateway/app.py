@@ -21,7 +21,8 @@ from services.gateway.auth import auth_middleware
 from services.gateway.config import Settings
 from services.gateway.http_errors import Handler, errors_middleware
 from services.gateway.identity import DEV_USER_ID, SCHEMA, IdentityStore
-from services.gateway.keys import HTTP_CLIENT, IDENTITY, JOBS_STUB, RENDER_STUB
+from services.gateway.keys import HTTP_CLIENT, IDENTITY, JOBS_STUB, PROVIDER_WEBHOOK_SECRETS, RENDER_STUB
+from services.gateway.provider_webhooks import routes as provider_webhook_routes
 from services.gateway.videos import routes as video_routes
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -56,12 +57,14 @@ def make_app(settings: Settings) -> web.Application:
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
+    app[PROVIDER_WEBHOOK_SECRETS] = dict(settings.provider_webhook_secrets)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_grpc_peers)
     app.cleanup_ctx.append(_http_client)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_routes(video_routes)
+    app.router.add_routes(provider_webhook_routes)
     return app
 
 

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from servicekit.config import env_float, env_int, env_str
+from servicekit.config import ConfigError, env_float, env_int, env_str
 
 
 @dataclass(frozen=True)
@@ -16,6 +18,8 @@ class Settings:
     dev_api_key: str = ""
     max_body_bytes: int = 50 * 1024 * 1024
     shutdown_seconds: float = 10.0
+    # Deployment name -> whsec_ secret; each gets POST /webhooks/providers/<name>.
+    provider_webhook_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -28,4 +32,20 @@ class Settings:
             dev_api_key=env_str("VIDFLOW_DEV_API_KEY", ""),
             max_body_bytes=env_int("GATEWAY_MAX_BODY_BYTES", cls.max_body_bytes),
             shutdown_seconds=env_float("GATEWAY_SHUTDOWN_SECONDS", cls.shutdown_seconds),
+            provider_webhook_secrets=_webhook_secrets(env_str("PROVIDER_WEBHOOK_SECRETS", "")),
         )
+
+
+def _webhook_secrets(raw: str) -> dict[str, str]:
+    if not raw:
+        return {}
+    try:
+        secrets = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ConfigError("PROVIDER_WEBHOOK_SECRETS must be a JSON object") from None
+    if not isinstance(secrets, dict) or not all(
+        isinstance(name, str) and isinstance(secret, str) and secret.startswith("whsec_")
+        for name, secret in secrets.items()
+    ):
+        raise ConfigError('PROVIDER_WEBHOOK_SECRETS must look like {"deployment": "whsec_..."}')
+    return secrets

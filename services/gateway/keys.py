@@ -13,3 +13,5 @@ IDENTITY = web.AppKey("identity", IdentityStore)
 JOBS_STUB = web.AppKey("jobs_stub", jobs_service_pb2_grpc.JobsServiceStub)
 RENDER_STUB = web.AppKey("render_stub", render_service_pb2_grpc.RenderServiceStub)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
+# Deployment name -> Standard Webhooks secret (whsec_...) for provider webhook intake.
+PROVIDER_WEBHOOK_SECRETS = web.AppKey("provider_webhook_secrets", dict)

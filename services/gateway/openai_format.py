@@ -30,6 +30,8 @@ def video_resource(job: jobs_pb2.Job) -> dict[str, Any]:
         "seconds": str(job.seconds),
         "remixed_from_video_id": job.remixed_from_job_id or None,
         "error": {"code": job.error.code, "message": job.error.message} if job.error.code else None,
+        # Vidflow extension: place in line among videos of the same model waiting for a provider.
+        "queue_position": job.queue_position or None,
     }
 
 

@@ -32,9 +32,13 @@ class ProviderSettings:
     cooldown_seconds: float = 30.0
 
     @classmethod
-    def single(cls, base_url: str, api_key: str, **options: float) -> ProviderSettings:
+    def single(
+        cls, base_url: str, api_key: str, *, webhooks: bool = False, **options: float
+    ) -> ProviderSettings:
         """One deployment serving every model (the default, and handy in tests)."""
-        registry = single_deployment_registry(base_url, "PROVIDER_API_KEY", tuple(SIZES_BY_MODEL))
+        registry = single_deployment_registry(
+            base_url, "PROVIDER_API_KEY", tuple(SIZES_BY_MODEL), webhooks=webhooks
+        )
         return cls(registry=registry, api_keys={"default": api_key}, **options)  # type: ignore[arg-type]
 
     @classmethod

@@ -49,9 +49,13 @@ class Registry:
         return bool(self.routes.get(model))
 
 
-def single_deployment_registry(base_url: str, api_key_env: str, models: tuple[str, ...]) -> Registry:
+def single_deployment_registry(
+    base_url: str, api_key_env: str, models: tuple[str, ...], *, webhooks: bool = False
+) -> Registry:
     """What runs when no registry is configured: one deployment serving every model."""
-    deployment = Deployment(name="default", base_url=base_url.rstrip("/"), api_key_env=api_key_env)
+    deployment = Deployment(
+        name="default", base_url=base_url.rstrip("/"), api_key_env=api_key_env, webhooks=webhooks
+    )
     return Registry(
         deployments={deployment.name: deployment},
         routes={model: (Route(deployment.name, model),) for model in models},
