@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import signal
 import tempfile
@@ -17,7 +18,9 @@ from typing import Any
 
 import imageio_ffmpeg
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
+from simulator.chaos import Chaos, ChaosConfigError, ChaosSettings, Fault, RequestPlan
 from simulator.config import Settings
 from simulator.domain import (
     MAX_REFERENCE_IMAGE_BYTES,
@@ -36,12 +39,16 @@ from simulator.domain import (
     uploaded_image,
 )
 from simulator.media import FfmpegRenderer
-from simulator.store import Renderer, VideoStore
+from simulator.store import EventSink, Renderer, VideoStore
+from simulator.webhooks import WebhookSender, WebhookSettings
 
 log = logging.getLogger(__name__)
 
 SETTINGS_KEY = web.AppKey("settings", Settings)
 STORE_KEY = web.AppKey("store", VideoStore)
+CHAOS_KEY = web.AppKey("chaos", Chaos)
+SLEEP_KEY: web.AppKey[Callable[[float], Awaitable[None]]] = web.AppKey("sleep")
+CHAOS_PATH = "/_chaos"
 
 # JSON bodies may carry an image as a data: URL of up to 20 MiB characters.
 MAX_JSON_BODY_BYTES = 24 * 1024 * 1024
@@ -63,15 +70,26 @@ ERROR_STATUS: dict[type[VideoError], int] = {
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Sleep = Callable[[float], Awaitable[None]]
 
 
 # --- wiring -------------------------------------------------------------------------------------
 
 
-def make_app(settings: Settings, *, renderer: Renderer | None = None) -> web.Application:
-    """The simulator as an aiohttp app; `renderer` swaps ffmpeg for another implementation."""
-    app = web.Application(middlewares=[openai_errors, authenticate], client_max_size=MAX_JSON_BODY_BYTES)
+def make_app(
+    settings: Settings, *, renderer: Renderer | None = None, sleep: Sleep = asyncio.sleep
+) -> web.Application:
+    """The simulator as an aiohttp app.
+
+    `renderer` swaps ffmpeg for another implementation; `sleep` is how chaos latency is waited
+    for, so tests can observe it without waiting.
+    """
+    app = web.Application(
+        middlewares=[openai_errors, authenticate, inject_faults], client_max_size=MAX_JSON_BODY_BYTES
+    )
     app[SETTINGS_KEY] = settings
+    app[CHAOS_KEY] = Chaos(settings.chaos)
+    app[SLEEP_KEY] = sleep
     app.cleanup_ctx.append(_video_store(renderer))
     app.router.add_post("/v1/videos", create_video)
     app.router.add_get("/v1/videos", list_videos)
@@ -80,6 +98,8 @@ def make_app(settings: Settings, *, renderer: Renderer | None = None) -> web.App
     app.router.add_post("/v1/videos/{video_id}/remix", remix_video)
     app.router.add_get("/v1/videos/{video_id}/content", download_content)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get(CHAOS_PATH, get_chaos)
+    app.router.add_put(CHAOS_PATH, put_chaos)
     return app
 
 
@@ -89,13 +109,26 @@ def _video_store(
     @contextlib.asynccontextmanager
     async def video_store(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS_KEY]
-        with contextlib.ExitStack() as files:
+        async with contextlib.AsyncExitStack() as stack:
             data_dir = settings.data_dir or Path(
-                files.enter_context(
+                stack.enter_context(
                     tempfile.TemporaryDirectory(prefix="vidflow-simulator-", ignore_cleanup_errors=True)
                 )
             )
             data_dir.mkdir(parents=True, exist_ok=True)
+            on_finished: EventSink | None = None
+            if settings.webhook_url:
+                sender = WebhookSender(
+                    WebhookSettings(
+                        url=settings.webhook_url,
+                        secret=settings.webhook_secret,
+                        max_attempts=settings.webhook_max_attempts,
+                        retry_base_seconds=settings.webhook_retry_base_seconds,
+                        timeout_seconds=settings.webhook_timeout_seconds,
+                    )
+                )
+                stack.push_async_callback(sender.close)
+                on_finished = sender.send
             store = VideoStore(
                 renderer=renderer
                 or FfmpegRenderer(
@@ -106,20 +139,23 @@ def _video_store(
                 data_dir=data_dir,
                 timing=Timing(settings.generation_seconds, settings.asset_ttl_seconds),
                 max_concurrent_renders=settings.max_concurrent_renders,
+                chaos=app[CHAOS_KEY],
+                on_finished=on_finished,
             )
             app[STORE_KEY] = store
-            try:
-                yield
-            finally:
-                # Renders stop (and ffmpeg is killed) before the temporary directory goes.
-                await store.close()
+            # Unwound in reverse: renders stop (ffmpeg is killed, no new events), then webhook
+            # deliveries are cancelled, then the temporary directory goes.
+            stack.push_async_callback(store.close)
+            yield
 
     return video_store
 
 
-async def start_server(settings: Settings, *, renderer: Renderer | None = None) -> tuple[web.AppRunner, int]:
+async def start_server(
+    settings: Settings, *, renderer: Renderer | None = None, sleep: Sleep = asyncio.sleep
+) -> tuple[web.AppRunner, int]:
     """Start listening (port 0 picks a free one); returns the runner (`cleanup()` stops it) and the port."""
-    runner = web.AppRunner(make_app(settings, renderer=renderer), shutdown_timeout=5.0)
+    runner = web.AppRunner(make_app(settings, renderer=renderer, sleep=sleep), shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
@@ -172,7 +208,7 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     expected = request.app[SETTINGS_KEY].api_key
-    if expected and request.path.startswith("/v1/"):
+    if expected and (request.path.startswith("/v1/") or request.path == CHAOS_PATH):
         token = _bearer_token(request)
         if token is None:
             raise Unauthenticated(
@@ -183,6 +219,77 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         if not hmac.compare_digest(token.encode(), expected.encode()):
             raise Unauthenticated("Incorrect API key provided.", code="invalid_api_key")
     return await handler(request)
+
+
+@web.middleware
+async def inject_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Chaos for /v1 routes: latency, then maybe a 429/500/503 or a dropped connection.
+
+    A POST to /v1 creates a video; a 500/503/drop there may come after the video was created.
+    """
+    if not request.path.startswith("/v1/"):
+        return await handler(request)
+    plan = request.app[CHAOS_KEY].plan_request(creates_video=request.method == "POST")
+    if plan.delay_ms:
+        await request.app[SLEEP_KEY](plan.delay_ms / 1000)
+    if plan.fault is None:
+        return await handler(request)
+    if plan.after_handler:
+        # The work is done and kept; only the answer is lost.
+        await handler(request)
+    log.info(
+        "chaos fault",
+        extra={
+            "fault": plan.fault.value,
+            "after_handler": plan.after_handler,
+            "method": request.method,
+            "path": request.path,
+        },
+    )
+    return _fault_response(request, plan)
+
+
+def _fault_response(request: web.Request, plan: RequestPlan) -> web.StreamResponse:
+    if plan.fault is Fault.RATE_LIMIT:
+        response = error_response(
+            429,
+            "Rate limit reached for requests. Please try again later.",
+            code="rate_limit_exceeded",
+            error_type="requests",
+        )
+        response.headers["retry-after"] = str(math.ceil(plan.retry_after_ms / 1000))
+        response.headers["retry-after-ms"] = str(plan.retry_after_ms)
+        return response
+    if plan.fault is Fault.UNAVAILABLE:
+        return error_response(
+            503,
+            "The server is overloaded or not ready yet.",
+            code="service_unavailable",
+            error_type="server_error",
+        )
+    if plan.fault is Fault.DROP:
+        # Close the connection without a byte of response: the client sees a disconnect.
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response()
+    return error_response(
+        500, "The server had an error while processing your request.", error_type="server_error"
+    )
+
+
+async def get_chaos(request: web.Request) -> web.Response:
+    return web.json_response(request.app[CHAOS_KEY].settings.as_dict())
+
+
+async def put_chaos(request: web.Request) -> web.Response:
+    """Replace every knob (absent ones are off) and restart the random sequence from the seed."""
+    try:
+        settings = ChaosSettings.from_dict(await _read_json(request))
+    except ChaosConfigError as exc:
+        raise InvalidArgument(str(exc), code="invalid_chaos_settings") from exc
+    request.app[CHAOS_KEY].replace(settings)
+    log.warning("chaos settings replaced", extra={"chaos": settings.as_dict()})
+    return web.json_response(settings.as_dict())
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -388,9 +495,10 @@ async def _read_multipart(request: web.Request) -> dict[str, object]:
                 pairs.append((part.name, uploaded_image(await _read_part(part, MAX_REFERENCE_IMAGE_BYTES))))
             else:
                 pairs.append((part.name, (await _read_part(part)).decode()))
-    except (ValueError, AssertionError) as exc:
-        # aiohttp's multipart reader signals malformed input with these (and UnicodeDecodeError
-        # is a ValueError).
+    except (ValueError, AssertionError, HttpProcessingError) as exc:
+        # aiohttp's multipart reader signals malformed input with these (UnicodeDecodeError is a
+        # ValueError; a part header that is not valid HTTP raises InvalidHeader, found by
+        # schemathesis).
         raise InvalidArgument(f"Malformed multipart body: {exc}", code="invalid_multipart") from exc
     return _form_fields(pairs)
 

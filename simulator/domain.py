@@ -316,6 +316,8 @@ class Video:
     # Set by the render task: exactly one of these, once the files exist or ffmpeg has given up.
     rendered_at: float | None = None
     failure: Failure | None = None
+    # Chaos may shorten the asset TTL of one video; None means Timing.asset_ttl_seconds.
+    asset_ttl_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -368,7 +370,8 @@ def observe(video: Video, now: float, timing: Timing) -> VideoState:
             status=Status.COMPLETED,
             progress=100,
             completed_at=completed_at,
-            expires_at=completed_at + timing.asset_ttl_seconds,
+            expires_at=completed_at
+            + (timing.asset_ttl_seconds if video.asset_ttl_seconds is None else video.asset_ttl_seconds),
         )
     elapsed = now - video.created_at
     if elapsed < QUEUED_FRACTION * timing.generation_seconds:
@@ -380,6 +383,21 @@ def poll_after_ms(video: Video, now: float, timing: Timing) -> int:
     """How long a client should wait before asking again: until the job is due, within 0.1..1 s."""
     remaining = video.created_at + timing.generation_seconds - now
     return max(100, min(1000, math.ceil(remaining * 1000)))
+
+
+def due_at(video: Video, timing: Timing) -> float:
+    """When the video is nominally finished: it completes then if its files exist by then."""
+    return video.created_at + timing.generation_seconds
+
+
+def refusal(prompt_term: str) -> InvalidArgument:
+    """OpenAI's content-policy refusal of a prompt, as the create and remix endpoints return it."""
+    return InvalidArgument(
+        "Your request was blocked by our moderation system because the prompt may violate our "
+        f"usage policies (matched a blocked term: '{prompt_term}').",
+        param="prompt",
+        code="moderation_blocked",
+    )
 
 
 def require_downloadable(video: Video, state: VideoState, now: float) -> None:

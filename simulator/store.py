@@ -1,8 +1,10 @@
 """The in-memory video registry and the background renders it owns.
 
 Jobs live only as long as the process, like the short-lived state of a real provider's queue.
-This is also where a future chaos mode would decide a job's fate (for example failing a render
-on purpose) without touching the HTTP layer.
+Each job has one background task: render, wait until the job is due, and announce the outcome
+(`video.completed` / `video.failed`) to the event sink, so a webhook fires when a poll would
+first see the final status. Chaos decides a job's fate here (forced failure, early expiry,
+refused prompts) without touching the HTTP layer.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
+from simulator.chaos import Chaos, JobPlan
 from simulator.domain import (
     Failure,
     IdempotencyConflict,
@@ -26,10 +29,12 @@ from simulator.domain import (
     Video,
     VideoSpec,
     VideoState,
+    due_at,
     new_video_id,
     observe,
     paginate,
     poll_after_ms,
+    refusal,
     remix_spec,
     require_remixable,
 )
@@ -41,6 +46,14 @@ log = logging.getLogger(__name__)
 class Renderer(Protocol):
     async def render(self, spec: VideoSpec, directory: Path) -> None:
         """Write the video's assets into `directory`; raise RenderError on failure."""
+
+
+FinishedEvent = Literal["video.completed", "video.failed"]
+
+
+class EventSink(Protocol):
+    def __call__(self, event_type: FinishedEvent, video_id: str) -> object:
+        """Called once when a video reaches completed or failed; must not block."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +74,12 @@ class VideoStore:
         timing: Timing,
         max_concurrent_renders: int,
         clock: Callable[[], float] = time.time,
+        chaos: Chaos | None = None,
+        on_finished: EventSink | None = None,
     ) -> None:
         self._renderer = renderer
+        self._chaos = chaos or Chaos()
+        self._on_finished = on_finished
         self._data_dir = data_dir
         self._timing = timing
         self._clock = clock
@@ -97,6 +114,8 @@ class VideoStore:
         No await between the idempotency check and the insert, so concurrent retries cannot both
         create a video.
         """
+        if (term := self._chaos.refused_term(spec.prompt)) is not None:
+            raise refusal(term)
         scope = (owner, idempotency_key) if idempotency_key else None
         if scope is not None and (earlier := self._idempotency.get(scope)) is not None:
             if (earlier.spec, earlier.remixed_from_video_id) != (spec, remixed_from_video_id):
@@ -106,16 +125,18 @@ class VideoStore:
                     code="idempotency_key_reused",
                 )
             return self._videos[earlier.video_id]
+        plan = self._chaos.plan_job()
         video = Video(
             id=new_video_id(),
             spec=spec,
             created_at=self._clock(),
             remixed_from_video_id=remixed_from_video_id,
+            asset_ttl_seconds=plan.expires_after_seconds,
         )
         self._videos[video.id] = video
         if scope is not None:
             self._idempotency[scope] = _IdempotentRequest(spec, remixed_from_video_id, video.id)
-        self._renders[video.id] = asyncio.create_task(self._generate(video), name=f"render {video.id}")
+        self._renders[video.id] = asyncio.create_task(self._generate(video, plan), name=f"render {video.id}")
         log.info(
             "video created",
             extra={"video_id": video.id, "model": spec.model, "size": spec.size, "seconds": spec.seconds},
@@ -161,7 +182,27 @@ class VideoStore:
             render.cancel()
         await asyncio.gather(*renders, return_exceptions=True)
 
-    async def _generate(self, video: Video) -> None:
+    async def _generate(self, video: Video, plan: JobPlan) -> None:
+        """Render, then wait until the job is due, then announce the outcome; cancelled on delete."""
+        try:
+            if plan.fail:
+                await self._wait_until(video.created_at + self._timing.generation_seconds / 2)
+                video.failure = Failure(
+                    "video_generation_failed", "Video generation failed (simulated by chaos).", self._clock()
+                )
+                log.info("video failed by chaos", extra={"video_id": video.id})
+            else:
+                await self._render(video)
+            if video.failure is None:
+                await self._wait_until(due_at(video, self._timing))
+        finally:
+            self._renders.pop(video.id, None)
+        if video.failure is not None:
+            await asyncio.to_thread(shutil.rmtree, self._data_dir / video.id, ignore_errors=True)
+        if self._on_finished is not None:
+            self._on_finished("video.failed" if video.failure else "video.completed", video.id)
+
+    async def _render(self, video: Video) -> None:
         directory = self._data_dir / video.id
         try:
             async with self._render_slots:
@@ -181,7 +222,9 @@ class VideoStore:
                 "video rendered",
                 extra={"video_id": video.id, "render_seconds": round(video.rendered_at - started, 3)},
             )
-        finally:
-            self._renders.pop(video.id, None)
-        if video.failure is not None:
-            await asyncio.to_thread(shutil.rmtree, directory, ignore_errors=True)
+
+    async def _wait_until(self, deadline: float) -> None:
+        # Not a poll: one sleep, re-checked because the loop's monotonic timer may wake a hair
+        # before the wall clock that `observe` uses reaches the deadline.
+        while (remaining := deadline - self._clock()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(remaining)

@@ -14,7 +14,7 @@ import aiohttp
 import openai
 import pytest
 
-from simulator.app import start_server
+from simulator.app import Sleep, start_server
 from simulator.config import Settings
 from simulator.store import Renderer
 
@@ -22,6 +22,14 @@ API_KEY = "sk-simulator-test"
 # Short enough to keep the suite fast, long enough that "queued"/"in_progress" are observable.
 GENERATION_SECONDS = 1.0
 FINISH_DEADLINE_SECONDS = 30.0
+
+
+class InstantRenderer:
+    """A renderer that finishes at once without writing files: for lifecycle tests that never
+    download content."""
+
+    async def render(self, spec: object, directory: Path) -> None:
+        return None
 
 
 class StalledRenderer:
@@ -63,10 +71,12 @@ def start_simulator() -> StartSimulator:
     """Start a simulator with some settings changed; used as `async with start_simulator(...) as sim`."""
 
     @contextlib.asynccontextmanager
-    async def start(renderer: Renderer | None = None, **changes: Any) -> AsyncIterator[Simulator]:
+    async def start(
+        renderer: Renderer | None = None, sleep: Sleep = asyncio.sleep, **changes: Any
+    ) -> AsyncIterator[Simulator]:
         defaults: dict[str, Any] = {"api_key": API_KEY, "generation_seconds": GENERATION_SECONDS}
         settings = Settings(host="127.0.0.1", port=0, **{**defaults, **changes})
-        runner, port = await start_server(settings, renderer=renderer)
+        runner, port = await start_server(settings, renderer=renderer, sleep=sleep)
         base_url = f"http://127.0.0.1:{port}"
         try:
             async with aiohttp.ClientSession(
