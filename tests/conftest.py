@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 
@@ -71,6 +71,21 @@ class Stack:
         return self.api_keys[user_id]
 
 
+def _single_deployment(webhooks: bool) -> Callable[[str, str], ProviderSettings]:
+    def settings(url: str, key: str) -> ProviderSettings:
+        return ProviderSettings.single(
+            url,
+            key,
+            webhooks=webhooks,
+            webhook_poll_seconds=3600,
+            timeout_seconds=10,
+            min_poll_seconds=0.3,
+            max_poll_seconds=1.0,
+        )
+
+    return settings
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -92,10 +107,15 @@ def _database(infrastructure: Infrastructure, prefix: str) -> Iterator[str]:
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    infrastructure: Infrastructure, simulator: SimulatorSettings, *, provider_webhooks: bool = False
+    infrastructure: Infrastructure,
+    simulator: SimulatorSettings,
+    *,
+    provider_webhooks: bool = False,
+    provider_settings: Callable[[str, str], ProviderSettings] | None = None,
 ) -> AsyncIterator[Stack]:
     """Every service on its own loopback port against a fresh database and bucket. With
-    `provider_webhooks`, the simulator reports finished videos to the gateway's intake."""
+    `provider_webhooks`, the simulator reports finished videos to the gateway's intake;
+    `provider_settings(simulator_url, simulator_key)` replaces the one-deployment registry."""
     any_port = "127.0.0.1:0"
     provider_key = f"sk-{uuid.uuid4().hex}"
     webhook_secret = new_secret()
@@ -139,14 +159,9 @@ async def running_stack(
                         database_url=db,
                         nats_url=infrastructure.nats_url,
                         s3=s3,
-                        provider=ProviderSettings.single(
+                        provider=(provider_settings or _single_deployment(provider_webhooks))(
                             f"http://127.0.0.1:{simulator_port}/v1",
                             provider_key,
-                            webhooks=provider_webhooks,
-                            webhook_poll_seconds=3600,
-                            timeout_seconds=10,
-                            min_poll_seconds=0.3,
-                            max_poll_seconds=1.0,
                         ),
                         worker=WorkerSettings(
                             worker_id=f"test-{uuid.uuid4().hex[:8]}", idle_poll_seconds=0.2
