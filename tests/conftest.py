@@ -66,6 +66,8 @@ class Stack:
     api_keys: dict[str, str]  # user id -> key
     # The "default" deployment's webhook secret; the gateway takes webhooks at /webhooks/providers/default.
     provider_webhook_secret: str
+    simulator_url: str  # .../v1
+    simulator_key: str
 
     def key(self, user_id: str) -> str:
         return self.api_keys[user_id]
@@ -201,6 +203,8 @@ async def running_stack(
                 billing_address=f"127.0.0.1:{billing.port}",
                 api_keys=keys,
                 provider_webhook_secret=webhook_secret,
+                simulator_url=f"http://127.0.0.1:{simulator_port}/v1",
+                simulator_key=provider_key,
             )
 
 
