@@ -8,6 +8,7 @@ containers would run them.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from servicekit.webhooks import new_secret as new_webhook_secret
 from vidflow.billing.v1 import billing_service_pb2, billing_service_pb2_grpc
 
 from devstack.servers import Infrastructure, local_infrastructure
@@ -56,12 +58,15 @@ class StackPorts:
 class StackSecrets:
     dev_api_key: str
     provider_api_key: str
+    # Signs the simulator's webhooks to the gateway's intake for the "default" deployment.
+    provider_webhook_secret: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> StackSecrets:
         return cls(
             dev_api_key=environ.get("VIDFLOW_DEV_API_KEY") or "vf_dev_" + secrets.token_urlsafe(24),
             provider_api_key=environ.get("PROVIDER_API_KEY") or "sk-sim-" + secrets.token_urlsafe(24),
+            provider_webhook_secret=new_webhook_secret(),
         )
 
 
@@ -90,6 +95,8 @@ def service_environments(
             "SIMULATOR_PORT": str(ports.simulator),
             "SIMULATOR_API_KEY": keys.provider_api_key,
             "SIMULATOR_GENERATION_SECONDS": base.get("SIMULATOR_GENERATION_SECONDS", "6"),
+            "SIMULATOR_WEBHOOK_URL": f"http://{loopback}:{ports.gateway}/webhooks/providers/default",
+            "SIMULATOR_WEBHOOK_SECRET": keys.provider_webhook_secret,
         },
         "moderation": {**common, "GRPC_LISTEN_ADDRESS": f"{loopback}:{ports.moderation}"},
         "billing": {**common, "GRPC_LISTEN_ADDRESS": f"{loopback}:{ports.billing}"},
@@ -102,6 +109,7 @@ def service_environments(
             "RENDERER_ADDRESS": f"{loopback}:{ports.renderer}",
             "PROVIDER_BASE_URL": f"http://{loopback}:{ports.simulator}/v1",
             "PROVIDER_API_KEY": keys.provider_api_key,
+            "PROVIDER_WEBHOOKS": "true",
         },
         "gateway": {
             **common,
@@ -110,6 +118,7 @@ def service_environments(
             "JOBS_ADDRESS": f"{loopback}:{ports.jobs}",
             "RENDERER_ADDRESS": f"{loopback}:{ports.renderer}",
             "VIDFLOW_DEV_API_KEY": keys.dev_api_key,
+            "PROVIDER_WEBHOOK_SECRETS": json.dumps({"default": keys.provider_webhook_secret}),
         },
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -88,6 +89,10 @@ async def test_make_run_serves_the_openai_sdk_and_stops_cleanly(tmp_path):
         width, height, duration, codec = probe_mp4(content.read())
         assert (width, height, codec) == (720, 1280, "h264")  # the API's default size
         assert duration == pytest.approx(4.0, abs=0.2)
+        # The simulator's signed webhook, through the gateway's intake, is what finished the job.
+        log_lines = (tmp_path / "devstack" / "logs" / "jobs.log").read_text().splitlines()
+        applied = [json.loads(line) for line in log_lines if '"provider webhook applied"' in line]
+        assert [entry["job_id"] for entry in applied] == [video.id]
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
