@@ -45,3 +45,20 @@ async def test_a_provider_failure_fails_the_job_and_releases_the_hold(failing_pr
     with pytest.raises(openai.BadRequestError) as raised:
         await asyncio.to_thread(client.videos.download_content, video.id)
     assert raised.value.body["code"] == "video_not_ready"
+
+
+async def test_assets_that_expire_before_we_copy_them_fail_clearly_and_cost_nothing(infrastructure):
+    from simulator.chaos import ChaosSettings
+
+    expiring = SimulatorSettings(generation_seconds=0.5, chaos=ChaosSettings(seed=1, early_expiry=1.0))
+    async with running_stack(infrastructure, expiring) as stack:
+        await credit(stack.billing_address, "user_alice", 100, request_id=f"topup-{uuid.uuid4()}")
+        client = openai.OpenAI(
+            base_url=f"{stack.gateway_url}/v1", api_key=stack.key("user_alice"), max_retries=0
+        )
+        video = await asyncio.to_thread(
+            client.videos.create_and_poll, model="sora-2", prompt="A melting clock", poll_interval_ms=200
+        )
+        assert video.status == "failed"
+        assert video.error is not None and video.error.code == "asset_expired"
+        assert await balance(stack.billing_address, "user_alice") == (100, 0)

@@ -282,6 +282,13 @@ class JobWorker:
                 try:
                     await self._providers[job.deployment].download(job.upstream_id, variant, path)
                 except ProviderError as error:
+                    if variant is AssetVariant.VIDEO and "expired" in error.code:
+                        expired = JobError(
+                            "asset_expired",
+                            f"The provider's video expired before we copied it: {error.message}",
+                        )
+                        await self._store.move(job, Stage.RELEASING, Changes(error=expired))
+                        return
                     if variant is AssetVariant.VIDEO:
                         await self._provider_failed(job, error)
                         return

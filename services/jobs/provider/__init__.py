@@ -63,12 +63,15 @@ class ProviderError(Exception):
         *,
         status: int | None = None,
         retry_after: float | None = None,
+        code: str = "",
     ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.status = status
         self.retry_after = retry_after
+        # The provider's own error code, for example "video_expired".
+        self.code = code
 
 
 class AssetVariant(enum.StrEnum):

@@ -182,11 +182,13 @@ async def _json_or_raise(response: aiohttp.ClientResponse) -> dict[str, Any]:
     error = payload.get("error") if isinstance(payload, dict) else None
     error = error if isinstance(error, dict) else {}
     message = str(error.get("message") or text[:200] or response.reason or "provider error")
+    code = str(error.get("code") or "")
     raise ProviderError(
-        classify(response.status, str(error.get("code") or ""), str(error.get("type") or "")),
+        classify(response.status, code, str(error.get("type") or "")),
         message,
         status=response.status,
         retry_after=retry_after_seconds(response.headers),
+        code=code,
     )
 
 
