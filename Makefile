@@ -8,7 +8,7 @@ SERVICE_PROTOS := $(filter %_service.proto,$(PROTO_FILES))
 GEN_STAMP := protos/.generated
 
 .DEFAULT_GOAL := help
-.PHONY: help venv gen run test lint check clean
+.PHONY: help venv gen run test lint bench check clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ lint: gen $(BUF) ## ruff, mypy, and buf lint (STANDARD) on the protos
 	$(BIN)/ruff check .
 	$(BIN)/mypy lib services simulator devstack
 	cd protos && ../$(BUF) lint
+
+bench: gen ## Benchmarks in bench/
+	$(BIN)/python -m bench
 
 check: lint test ## What CI runs
 

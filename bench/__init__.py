@@ -1,0 +1,12 @@
+"""Benchmarks: each one starts what it needs, measures, and prints figures from that same run.
+
+`python -m bench` runs them all; `python -m bench <name> [options]` runs one. They report goals
+as met or not met and fail only when they cannot set up; wall-clock numbers never go in tests.
+"""
+
+from __future__ import annotations
+
+# Benchmark name -> module with `main(argv) -> int`; imported only when that benchmark runs.
+BENCHMARKS = {
+    "provider_tracking": "bench.provider_tracking",
+}
