@@ -46,7 +46,7 @@ $(BUF):
 
 lint: gen $(BUF) ## ruff, mypy, and buf lint (STANDARD) on the protos
 	$(BIN)/ruff check .
-	$(BIN)/mypy lib services simulator devstack
+	$(BIN)/mypy lib services simulator devstack bench
 	cd protos && ../$(BUF) lint
 
 bench: gen ## Benchmarks in bench/

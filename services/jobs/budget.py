@@ -1,7 +1,8 @@
 """Per-deployment request budgets shared by every jobs-service replica: a token bucket in PostgreSQL.
 
-Each provider request takes one token. Tokens refill at requests_per_minute / 60 per second up to a
-small burst, so any minute sees at most the budget plus that burst, however many replicas run.
+Each provider request takes one token. The bucket holds a small burst and refills at
+(budget - burst) per minute, so no 60-second window sees more than the budget, however many
+replicas run.
 """
 
 from __future__ import annotations
@@ -30,12 +31,17 @@ def burst_size(deployment: Deployment) -> float:
     return max(1.0, deployment.requests_per_minute / 30)
 
 
+def refill_per_second(deployment: Deployment) -> float:
+    """A full bucket plus a minute of refill stays within the per-minute budget."""
+    return (deployment.requests_per_minute - burst_size(deployment)) / 60.0
+
+
 class RequestBudget:
     def __init__(self, engine: AsyncEngine, deployment: Deployment) -> None:
         self._engine = engine
         self._name = deployment.name
-        self._rate = deployment.requests_per_minute / 60.0
         self._burst = burst_size(deployment)
+        self._rate = refill_per_second(deployment)
 
     async def acquire(self) -> None:
         """Wait until this deployment's budget allows one more request, then spend it."""

@@ -376,35 +376,45 @@ class JobStore:
         self, *, worker_id: str, limit: int, lease_seconds: float, admission_grace_seconds: float
     ) -> list[Job]:
         """Claim due jobs for this worker. SKIP LOCKED keeps replicas from claiming the same row,
-        and the lease expiry hands a crashed worker's jobs to another."""
+        and the lease expiry hands a crashed worker's jobs to another. Polls come last: with
+        thousands of videos overdue for a poll, a finished video must not wait behind them."""
         now = func.now()
-        due = (
-            select(jobs.c.id)
-            .where(
-                or_(
-                    jobs.c.stage.in_([stage.value for stage in WORKER_STAGES]),
-                    and_(
-                        jobs.c.stage == Stage.ADMITTING.value,
-                        jobs.c.created_at < now - timedelta(seconds=admission_grace_seconds),
-                    ),
-                ),
-                jobs.c.next_attempt_at <= now,
-                or_(jobs.c.lease_expires_at.is_(None), jobs.c.lease_expires_at < now),
-            )
-            .order_by(jobs.c.next_attempt_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+        due = and_(
+            jobs.c.next_attempt_at <= now,
+            or_(jobs.c.lease_expires_at.is_(None), jobs.c.lease_expires_at < now),
         )
+        pipeline = or_(
+            jobs.c.stage.in_([stage.value for stage in WORKER_STAGES if stage is not Stage.GENERATING]),
+            and_(
+                jobs.c.stage == Stage.ADMITTING.value,
+                jobs.c.created_at < now - timedelta(seconds=admission_grace_seconds),
+            ),
+        )
+        leased: list[Job] = []
         async with self._engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    update(jobs)
-                    .where(jobs.c.id.in_(due.scalar_subquery()))
-                    .values(lease_owner=worker_id, lease_expires_at=now + timedelta(seconds=lease_seconds))
-                    .returning(jobs)
+            for wanted in (pipeline, jobs.c.stage == Stage.GENERATING.value):
+                room = limit - len(leased)
+                if room <= 0:
+                    break
+                picked = (
+                    select(jobs.c.id)
+                    .where(wanted, due)
+                    .order_by(jobs.c.next_attempt_at)
+                    .limit(room)
+                    .with_for_update(skip_locked=True)
                 )
-            ).all()
-        return [_to_job(row) for row in rows]
+                rows = (
+                    await conn.execute(
+                        update(jobs)
+                        .where(jobs.c.id.in_(picked.scalar_subquery()))
+                        .values(
+                            lease_owner=worker_id, lease_expires_at=now + timedelta(seconds=lease_seconds)
+                        )
+                        .returning(jobs)
+                    )
+                ).all()
+                leased.extend(_to_job(row) for row in rows)
+        return leased
 
     async def record_provider_event(
         self, *, event_id: str, deployment: str, upstream_id: str, event_type: str

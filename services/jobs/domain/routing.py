@@ -111,7 +111,9 @@ def _deployment(name: str, spec: Any) -> Deployment:
         base_url=base_url.rstrip("/"),
         api_key_env=api_key_env,
         max_concurrent=_positive_int(spec, "max_concurrent", DEFAULT_MAX_CONCURRENT, where),
-        requests_per_minute=_positive_int(spec, "requests_per_minute", DEFAULT_REQUESTS_PER_MINUTE, where),
+        requests_per_minute=_positive_int(
+            spec, "requests_per_minute", DEFAULT_REQUESTS_PER_MINUTE, where, least=2
+        ),
         webhooks=_bool(spec, "webhooks", where),
     )
 
@@ -133,10 +135,10 @@ def _route(model: str, entry: Any, deployments: Mapping[str, Deployment]) -> Rou
     return Route(name, upstream_model)
 
 
-def _positive_int(spec: Mapping[str, Any], key: str, default: int, where: str) -> int:
+def _positive_int(spec: Mapping[str, Any], key: str, default: int, where: str, *, least: int = 1) -> int:
     value = spec.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise RegistryError(f"{where}.{key} must be a positive integer")
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise RegistryError(f"{where}.{key} must be an integer of at least {least}")
     return value
 
 

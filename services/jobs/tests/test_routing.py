@@ -67,6 +67,11 @@ def test_registry_parses_deployments_and_routes_in_failover_order():
             "max_concurrent",
         ),
         (
+            '{"deployments": {"a": {"base_url": "http://x/v1", "api_key_env": "K",'
+            ' "requests_per_minute": 1}}, "routes": {"m": ["a"]}}',
+            "requests_per_minute must be an integer of at least 2",
+        ),
+        (
             '{"deployments": {"a": {"base_url": "http://x/v1", "api_key_env": "K", "api_key": "sk"}},'
             ' "routes": {"m": ["a"]}}',
             "unknown fields: api_key",

@@ -11,7 +11,7 @@ from servicekit.db import make_engine, upgrade_schema
 from vidflow.jobs.v1 import events_pb2, jobs_pb2
 
 from services.jobs.app import MIGRATIONS
-from services.jobs.budget import RequestBudget, burst_size
+from services.jobs.budget import RequestBudget, burst_size, refill_per_second
 from services.jobs.domain.job import new_job_id
 from services.jobs.domain.lifecycle import Stage
 from services.jobs.domain.routing import Deployment, parse_registry
@@ -214,3 +214,28 @@ async def test_provider_webhooks_count_once_and_find_their_job(store):
         **{**event, "event_id": "evt_2", "deployment": "overflow"}
     )
     assert elsewhere and nobody is None  # the same upstream id on another deployment is another video
+
+
+async def test_finished_videos_are_leased_before_overdue_polls(store):
+    polling = []
+    for n in range(3):
+        job = await store.move(await _started_job(store), Stage.GENERATING, Changes(upstream_id=f"up_{n}"))
+        polling.append(job)
+    ready = await store.move(
+        await store.move(await _started_job(store), Stage.GENERATING, Changes(upstream_id="up_done")),
+        Stage.DOWNLOADING,
+        Changes(progress=100),
+    )
+    [first] = await store.lease_due(worker_id="w", limit=1, lease_seconds=60, admission_grace_seconds=60)
+    assert first.id == ready.id  # although every poll fell due earlier
+    rest = await store.lease_due(worker_id="w", limit=10, lease_seconds=60, admission_grace_seconds=60)
+    assert {job.id for job in rest} == {job.id for job in polling}
+
+
+@pytest.mark.parametrize("per_minute", [1, 2, 29, 30, 60, 600, 10_000])
+def test_no_minute_can_exceed_the_budget(per_minute):
+    deployment = Deployment(name="d", base_url="http://x/v1", api_key_env="K", requests_per_minute=per_minute)
+    assert burst_size(deployment) + 60 * refill_per_second(deployment) <= max(
+        per_minute, burst_size(deployment) + 30
+    )
+    assert burst_size(deployment) >= 1
