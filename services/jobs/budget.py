@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from sqlalchemy import Column, DateTime, Float, String, Table, func, text
+from sqlalchemy import Column, DateTime, Float, String, Table, func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -68,6 +68,7 @@ class RequestBudget:
             )
             .returning(budgets.c.tokens)
         )
-        async with self._engine.begin() as conn:
-            await conn.execute(text("SET LOCAL lock_timeout = '2s'"))
-            return (await conn.scalar(statement)) is not None
+        # One statement, autocommitted: one round trip per provider request.
+        async with self._engine.connect() as conn:
+            autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return (await autocommit.scalar(statement)) is not None
