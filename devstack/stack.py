@@ -117,6 +117,7 @@ def service_environments(
             "GATEWAY_PORT": str(ports.gateway),
             "JOBS_ADDRESS": f"{loopback}:{ports.jobs}",
             "RENDERER_ADDRESS": f"{loopback}:{ports.renderer}",
+            "BILLING_ADDRESS": f"{loopback}:{ports.billing}",
             "VIDFLOW_DEV_API_KEY": keys.dev_api_key,
             "PROVIDER_WEBHOOK_SECRETS": json.dumps({"default": keys.provider_webhook_secret}),
         },

@@ -181,6 +181,7 @@ async def running_stack(
                         database_url=db,
                         jobs_address=f"127.0.0.1:{jobs.port}",
                         renderer_address=f"127.0.0.1:{renderer.port}",
+                        billing_address=f"127.0.0.1:{billing.port}",
                         port=gateway_port,
                         provider_webhook_secrets={"default": webhook_secret},
                     )
@@ -189,10 +190,11 @@ async def running_stack(
             engine = make_engine(db, pool_size=2)
             identity = IdentityStore(engine)
             keys = {}
-            for user_id in ("user_alice", "user_bob", "user_broke"):
+            for user_id in ("user_alice", "user_bob", "user_broke", "user_admin"):
                 keys[user_id] = f"vf_test_{uuid.uuid4().hex}"
+                role = "admin" if user_id == "user_admin" else "user"
                 await identity.ensure_user_with_key(
-                    user_id=user_id, name=user_id, role="user", api_key=keys[user_id]
+                    user_id=user_id, name=user_id, role=role, api_key=keys[user_id]
                 )
             await engine.dispose()
             yield Stack(

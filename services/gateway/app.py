@@ -14,14 +14,23 @@ from opentelemetry import trace
 from servicekit.db import make_engine, upgrade_schema
 from servicekit.grpcclient import open_channel
 from servicekit.telemetry import context_from_headers
+from vidflow.billing.v1 import billing_service_pb2_grpc
 from vidflow.jobs.v1 import jobs_service_pb2_grpc
 from vidflow.render.v1 import render_service_pb2_grpc
 
 from services.gateway.auth import auth_middleware
+from services.gateway.billing import routes as billing_routes
 from services.gateway.config import Settings
 from services.gateway.http_errors import Handler, errors_middleware
 from services.gateway.identity import DEV_USER_ID, SCHEMA, IdentityStore
-from services.gateway.keys import HTTP_CLIENT, IDENTITY, JOBS_STUB, PROVIDER_WEBHOOK_SECRETS, RENDER_STUB
+from services.gateway.keys import (
+    BILLING_STUB,
+    HTTP_CLIENT,
+    IDENTITY,
+    JOBS_STUB,
+    PROVIDER_WEBHOOK_SECRETS,
+    RENDER_STUB,
+)
 from services.gateway.provider_webhooks import routes as provider_webhook_routes
 from services.gateway.videos import routes as video_routes
 
@@ -65,6 +74,7 @@ def make_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_routes(video_routes)
     app.router.add_routes(provider_webhook_routes)
+    app.router.add_routes(billing_routes)
     return app
 
 
@@ -85,12 +95,15 @@ async def _grpc_peers(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     jobs_channel = open_channel(settings.jobs_address, tracer_name=TRACER)
     render_channel = open_channel(settings.renderer_address, tracer_name=TRACER)
+    billing_channel = open_channel(settings.billing_address, tracer_name=TRACER)
     app[JOBS_STUB] = jobs_service_pb2_grpc.JobsServiceStub(jobs_channel)
+    app[BILLING_STUB] = billing_service_pb2_grpc.BillingServiceStub(billing_channel)
     app[RENDER_STUB] = render_service_pb2_grpc.RenderServiceStub(render_channel)
     app[HEALTH_STUB] = health_pb2_grpc.HealthStub(jobs_channel)
     yield
     await jobs_channel.close()
     await render_channel.close()
+    await billing_channel.close()
 
 
 async def _http_client(app: web.Application) -> AsyncIterator[None]:

@@ -12,6 +12,7 @@ class Settings:
     database_url: str
     jobs_address: str = "127.0.0.1:50051"
     renderer_address: str = "127.0.0.1:50054"
+    billing_address: str = "127.0.0.1:50053"
     host: str = "127.0.0.1"
     port: int = 8080
     # When set, the dev user exists with this key (make run prints it).
@@ -27,6 +28,7 @@ class Settings:
             database_url=env_str("DATABASE_URL"),
             jobs_address=env_str("JOBS_ADDRESS", cls.jobs_address),
             renderer_address=env_str("RENDERER_ADDRESS", cls.renderer_address),
+            billing_address=env_str("BILLING_ADDRESS", cls.billing_address),
             host=env_str("GATEWAY_HOST", cls.host),
             port=env_int("GATEWAY_PORT", cls.port),
             dev_api_key=env_str("VIDFLOW_DEV_API_KEY", ""),

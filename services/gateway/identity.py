@@ -42,10 +42,20 @@ api_keys = Table(
 class Principal:
     user_id: str
     role: str
+    # Public and stable: budgets and logs name keys by this, never by the key itself.
+    api_key_id: str = ""
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
 
 
 def hash_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def key_id_of(key_hash: str) -> str:
+    return f"key_{key_hash[:16]}"
 
 
 def new_api_key() -> str:
@@ -61,15 +71,16 @@ class IdentityStore:
             await conn.execute(select(1))
 
     async def authenticate(self, api_key: str) -> Principal | None:
+        key_hash = hash_key(api_key)
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(
                     select(users.c.id, users.c.role)
                     .join(api_keys, api_keys.c.user_id == users.c.id)
-                    .where(api_keys.c.key_hash == hash_key(api_key), api_keys.c.revoked_at.is_(None))
+                    .where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
                 )
             ).one_or_none()
-        return Principal(row.id, row.role) if row else None
+        return Principal(row.id, row.role, key_id_of(key_hash)) if row else None
 
     async def ensure_user_with_key(self, *, user_id: str, name: str, role: str, api_key: str) -> None:
         async with self._engine.begin() as conn:

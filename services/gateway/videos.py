@@ -61,7 +61,20 @@ async def create_video(request: web.Request) -> web.Response:
             seconds=fields.seconds,
             size=fields.size,
             request_id=idempotency_key,
+            api_key_id=principal.api_key_id,
         )
+    )
+    return _job_response(response.job)
+
+
+@routes.post("/v1/videos/{video_id}/cancel")
+async def cancel_video(request: web.Request) -> web.Response:
+    """Vidflow extension: stop a video that has not finished; its credit hold is released."""
+    principal = principal_of(request)
+    video_id = request.match_info["video_id"]
+    stub: jobs_service_pb2_grpc.JobsServiceStub = request.app[JOBS_STUB]
+    response = await stub.CancelJob(
+        jobs_service_pb2.CancelJobRequest(owner_id=principal.user_id, job_id=video_id[:128])
     )
     return _job_response(response.job)
 

@@ -6,7 +6,8 @@ import grpc
 from servicekit.errors import ErrorKind, ServiceError
 from vidflow.jobs.v1 import jobs_pb2, jobs_service_pb2, jobs_service_pb2_grpc
 
-from services.jobs.admission import Admission
+from services.jobs.admission import Admission, JobRequest
+from services.jobs.cancellation import Cancellation
 from services.jobs.domain.routing import Registry
 from services.jobs.intake import Outcome, ProviderEventIntake
 from services.jobs.store import JobStore
@@ -18,9 +19,15 @@ DEFAULT_PAGE_SIZE = 20
 
 class JobsApi(jobs_service_pb2_grpc.JobsServiceServicer):
     def __init__(
-        self, admission: Admission, store: JobStore, intake: ProviderEventIntake, registry: Registry
+        self,
+        admission: Admission,
+        store: JobStore,
+        intake: ProviderEventIntake,
+        registry: Registry,
+        cancellation: Cancellation,
     ) -> None:
         self._admission = admission
+        self._cancellation = cancellation
         self._store = store
         self._intake = intake
         self._registry = registry
@@ -28,15 +35,26 @@ class JobsApi(jobs_service_pb2_grpc.JobsServiceServicer):
     async def CreateJob(
         self, request: jobs_service_pb2.CreateJobRequest, context: grpc.aio.ServicerContext
     ) -> jobs_service_pb2.CreateJobResponse:
-        job = await self._admission.create(
+        job_request = JobRequest(
             owner_id=request.owner_id,
             model=request.model,
             prompt=request.prompt,
             seconds=request.seconds,
             size=request.size,
             request_id=request.request_id,
+            api_key_id=request.api_key_id,
         )
+        if request.validate_only:
+            job = await self._admission.quote(job_request)
+        else:
+            job = await self._admission.create(job_request)
         return jobs_service_pb2.CreateJobResponse(job=job_to_proto(job))
+
+    async def CancelJob(
+        self, request: jobs_service_pb2.CancelJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_service_pb2.CancelJobResponse:
+        job = await self._cancellation.cancel(owner_id=request.owner_id, job_id=request.job_id)
+        return jobs_service_pb2.CancelJobResponse(job=job_to_proto(job))
 
     async def GetJob(
         self, request: jobs_service_pb2.GetJobRequest, context: grpc.aio.ServicerContext

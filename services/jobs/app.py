@@ -20,6 +20,7 @@ from vidflow.jobs.v1 import jobs_service_pb2, jobs_service_pb2_grpc
 from services.jobs.admission import Admission
 from services.jobs.api import JobsApi
 from services.jobs.budget import RequestBudget
+from services.jobs.cancellation import Cancellation
 from services.jobs.config import Settings
 from services.jobs.intake import ProviderEventIntake
 from services.jobs.peers import BillingClient, ModerationClient, RendererClient
@@ -119,7 +120,8 @@ async def serve(settings: Settings) -> AsyncIterator[RunningJobs]:
         # Registered before the server so it runs after the gRPC drain: in-flight RPCs finish first.
         stack.push_async_callback(stop_background)
         intake = ProviderEventIntake(store, on_applied=worker.wake)
-        api = JobsApi(admission, store, intake, settings.provider.registry)
+        cancellation = Cancellation(store, on_cancelled=worker.wake)
+        api = JobsApi(admission, store, intake, settings.provider.registry, cancellation)
         running = await create_server(
             settings.grpc_listen_address,
             service_names=[SERVICE_NAME],

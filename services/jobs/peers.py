@@ -40,15 +40,17 @@ class BillingClient:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._stub = billing_service_pb2_grpc.BillingServiceStub(channel)
 
-    async def reserve(self, *, account_id: str, job_id: str, spec: VideoSpec) -> int:
+    async def reserve(self, *, account_id: str, job_id: str, spec: VideoSpec, api_key_id: str) -> int:
         response = await self._stub.Reserve(
             billing_service_pb2.ReserveRequest(
-                account_id=account_id,
-                job_id=job_id,
-                spec=billing_pb2.VideoSpec(model=spec.model, size=spec.size, seconds=spec.seconds),
+                account_id=account_id, job_id=job_id, spec=_spec(spec), api_key_id=api_key_id
             )
         )
         return response.hold.amount
+
+    async def quote(self, spec: VideoSpec) -> int:
+        response = await self._stub.Quote(billing_service_pb2.QuoteRequest(spec=_spec(spec)))
+        return response.amount
 
     async def capture(self, *, job_id: str, delivered_seconds: int) -> int:
         response = await self._stub.Capture(
@@ -58,6 +60,10 @@ class BillingClient:
 
     async def release(self, *, job_id: str, reason: str) -> None:
         await self._stub.Release(billing_service_pb2.ReleaseRequest(job_id=job_id, reason=reason))
+
+
+def _spec(spec: VideoSpec) -> billing_pb2.VideoSpec:
+    return billing_pb2.VideoSpec(model=spec.model, size=spec.size, seconds=spec.seconds)
 
 
 class RendererClient:

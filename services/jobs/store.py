@@ -85,6 +85,7 @@ jobs = Table(
     Column("submitted_at", DateTime(timezone=True)),
     Column("last_progress_at", DateTime(timezone=True)),
     Column("poll_interval_seconds", Float),
+    Column("api_key_id", String(64), nullable=False, server_default=""),
     Index("jobs_owner_created", "owner_id", "created_at", "id"),
     Index(
         "jobs_owner_request", "owner_id", "request_id", unique=True, postgresql_where="request_id IS NOT NULL"
@@ -200,7 +201,14 @@ class JobStore:
         self._on_event_written = on_event_written
 
     async def insert_admitting(
-        self, *, job_id: str, owner_id: str, spec: VideoSpec, request_id: str | None, traceparent: str
+        self,
+        *,
+        job_id: str,
+        owner_id: str,
+        spec: VideoSpec,
+        request_id: str | None,
+        traceparent: str,
+        api_key_id: str = "",
     ) -> Job:
         """The row exists before any money moves, so a crash mid-admission leaves something to finish."""
         try:
@@ -218,6 +226,7 @@ class JobStore:
                             size=spec.size,
                             stage=Stage.ADMITTING.value,
                             traceparent=traceparent,
+                            api_key_id=api_key_id,
                         )
                         .returning(jobs)
                     )
@@ -535,4 +544,5 @@ def _to_job(row: Any) -> Job:
         last_progress_at=row.last_progress_at,
         poll_interval_seconds=row.poll_interval_seconds,
         queue_position=getattr(row, "queue_position", 0) or 0,
+        api_key_id=row.api_key_id,
     )

@@ -57,6 +57,8 @@ class Job:
     poll_interval_seconds: float | None = None
     # 1 for the next job of its model to start; 0 once it has started.
     queue_position: int = 0
+    # The API key that created the job, whose budget its hold counts against.
+    api_key_id: str = ""
 
     @property
     def status(self) -> Status:
