@@ -9,4 +9,5 @@ from __future__ import annotations
 # Benchmark name -> module with `main(argv) -> int`; imported only when that benchmark runs.
 BENCHMARKS = {
     "provider_tracking": "bench.provider_tracking",
+    "billing_throughput": "bench.billing_throughput",
 }

@@ -9,7 +9,14 @@ from vidflow.billing.v1 import billing_service_pb2_grpc
 
 from services.billing import domain
 from services.billing.domain import PriceTable
-from services.billing.messages import balance_message, hold_message, video_spec
+from services.billing.messages import (
+    account_message,
+    balance_message,
+    budget_message,
+    hold_message,
+    ledger_entry_message,
+    video_spec,
+)
 from services.billing.store import LedgerStore
 
 _MAX_ID = 64
@@ -28,10 +35,15 @@ class BillingApi(billing_service_pb2_grpc.BillingServiceServicer):
     ) -> pb.ReserveResponse:
         _require_id(request.account_id, "account_id")
         _require_id(request.job_id, "job_id")
+        _optional_id(request.api_key_id, "api_key_id")
         spec = video_spec(request.spec)
         self._prices.quote(spec)  # validates model, size and seconds
         hold = await self._store.reserve(
-            request.account_id, request.job_id, spec, self._prices.rate(spec.model, spec.size)
+            request.account_id,
+            request.job_id,
+            spec,
+            self._prices.rate(spec.model, spec.size),
+            api_key_id=request.api_key_id or None,
         )
         return pb.ReserveResponse(hold=hold_message(hold))
 
@@ -69,8 +81,48 @@ class BillingApi(billing_service_pb2_grpc.BillingServiceServicer):
     async def GetBalance(
         self, request: pb.GetBalanceRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetBalanceResponse:
+        """The balance the account spends from: a member gets its organisation's, with that account_id."""
         _require_id(request.account_id, "account_id")
-        return pb.GetBalanceResponse(balance=balance_message(await self._store.balance(request.account_id)))
+        balance = await self._store.paying_balance(request.account_id)
+        return pb.GetBalanceResponse(balance=balance_message(balance))
+
+    async def ListLedger(
+        self, request: pb.ListLedgerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListLedgerResponse:
+        _require_id(request.account_id, "account_id")
+        size = domain.page_size(request.page_size)
+        before = domain.before_id(request.account_id, request.page_token)
+        page = await self._store.list_ledger(request.account_id, size, before)
+        return pb.ListLedgerResponse(
+            entries=[ledger_entry_message(entry) for entry in page.entries],
+            next_page_token=page.next_page_token,
+        )
+
+    async def SetBudget(
+        self, request: pb.SetBudgetRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetBudgetResponse:
+        _require_id(request.budget.api_key_id, "api_key_id")
+        budget = domain.Budget(
+            request.budget.api_key_id, request.budget.daily_limit, request.budget.monthly_limit
+        )
+        return pb.SetBudgetResponse(budget=budget_message(await self._store.set_budget(budget)))
+
+    async def GetBudget(
+        self, request: pb.GetBudgetRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetBudgetResponse:
+        _require_id(request.api_key_id, "api_key_id")
+        budget, spend = await self._store.budget(request.api_key_id)
+        return pb.GetBudgetResponse(
+            budget=budget_message(budget), spent_today=spend.today, spent_this_month=spend.this_month
+        )
+
+    async def SetOrganisation(
+        self, request: pb.SetOrganisationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetOrganisationResponse:
+        _require_id(request.account_id, "account_id")
+        _optional_id(request.organisation_id, "organisation_id")
+        account = await self._store.set_organisation(request.account_id, request.organisation_id or None)
+        return pb.SetOrganisationResponse(account=account_message(account))
 
 
 def _require_text(value: str, param: str) -> None:
@@ -80,6 +132,12 @@ def _require_text(value: str, param: str) -> None:
 
 def _require_id(value: str, param: str) -> None:
     _require_text(value, param)
+    _optional_id(value, param)
+
+
+def _optional_id(value: str, param: str) -> None:
+    if value and not value.strip():
+        raise ServiceError(ErrorKind.INVALID_ARGUMENT, f"{param} must not be blank", param=param)
     if len(value) > _MAX_ID:
         raise ServiceError(
             ErrorKind.INVALID_ARGUMENT, f"{param} must be at most {_MAX_ID} characters", param=param

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 
 from servicekit.bus import connect_nats, ensure_stream
@@ -16,7 +17,7 @@ from vidflow.billing.v1 import billing_service_pb2, billing_service_pb2_grpc
 from services.billing import events
 from services.billing.api import BillingApi
 from services.billing.config import Settings
-from services.billing.store import SCHEMA, LedgerStore, outbox
+from services.billing.store import SCHEMA, LedgerStore, outbox, utc_now
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SERVICE_NAME = billing_service_pb2.DESCRIPTOR.services_by_name["BillingService"].full_name
@@ -27,7 +28,10 @@ def migrate(settings: Settings) -> None:
 
 
 @asynccontextmanager
-async def serve(settings: Settings) -> AsyncIterator[RunningServer]:
+async def serve(
+    settings: Settings, *, clock: Callable[[], datetime] = utc_now
+) -> AsyncIterator[RunningServer]:
+    """`clock` is the reserve time budgets count by; tests pass a settable one."""
     prices = settings.price_table()
     async with AsyncExitStack() as stack:
         engine = make_engine(settings.database_url, pool_size=10)
@@ -45,7 +49,7 @@ async def serve(settings: Settings) -> AsyncIterator[RunningServer]:
             await relay_task
 
         stack.push_async_callback(stop_relay_task)
-        api = BillingApi(prices, LedgerStore(engine, on_commit=relay.wake))
+        api = BillingApi(prices, LedgerStore(engine, on_commit=relay.wake, clock=clock))
         running = await create_server(
             settings.grpc_listen_address,
             service_names=[SERVICE_NAME],

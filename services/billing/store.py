@@ -1,20 +1,28 @@
 """The credit ledger in PostgreSQL (schema `billing`).
 
-Tables: `accounts` (the row each money movement locks, plus a cached balance), `transactions`
-(one row per money movement, unique by idempotency key), `ledger_entries` (append-only signed
-postings; each transaction's postings sum to zero), `holds` (one per job) and `outbox`.
+Tables: `accounts` (the row each money movement locks, a cached balance, and organisation
+membership), `transactions` (one row per money movement, unique by idempotency key),
+`ledger_entries` (append-only signed postings; each transaction's postings sum to zero), `holds`
+(one per job, on the paying account), `budgets` (spend limits per API key) and `outbox`.
 
 Concurrency: every operation that moves an account's money first takes that account's row lock
 (SELECT ... FOR UPDATE), so reads of the balance and of the job's hold are serialised per
 account and concurrent reserves can never overdraw. The database backs this up on its own:
 CHECK (available >= 0), one transaction per key (so one settlement per job, one credit per
 request id), hold state checks and triggers that keep the ledger append-only and balanced.
+
+Lock order, the same in every transaction so none can deadlock:
+  1. the API key's `budgets` row (Reserve with a key that has a budget; SetBudget),
+  2. `accounts` rows, in ascending id order (Reserve locks only the paying account; Capture,
+     Release and Credit lock one account; SetOrganisation locks the member and the organisation),
+  3. the job's `holds` row.
+A transaction may skip a level but never goes back up one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from psycopg import errors as pg_errors
@@ -22,6 +30,7 @@ from servicekit.errors import ErrorKind, ServiceError
 from servicekit.outbox import outbox_insert, outbox_table
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -32,6 +41,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    case,
     func,
     select,
     text,
@@ -42,7 +52,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.schema import Identity
 
 from services.billing import domain, events
-from services.billing.domain import Balance, Bucket, Hold, HoldState, Rate, Transaction, VideoSpec
+from services.billing.domain import (
+    Account,
+    Balance,
+    Bucket,
+    Budget,
+    Hold,
+    HoldState,
+    LedgerEntry,
+    Page,
+    Rate,
+    Spend,
+    Transaction,
+    TransactionKind,
+    VideoSpec,
+)
 
 SCHEMA = "billing"
 metadata = MetaData(schema=SCHEMA)
@@ -56,6 +80,9 @@ accounts = Table(
     Column("held", BigInteger, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # A member's videos are paid from its organisation's account (one level deep).
+    Column("organisation_id", String(64), ForeignKey(f"{SCHEMA}.accounts.id")),
+    Column("is_organisation", Boolean, nullable=False, server_default="false"),
     CheckConstraint("available >= 0", name="accounts_available_not_negative"),
     CheckConstraint("held >= 0", name="accounts_held_not_negative"),
 )
@@ -71,6 +98,7 @@ transactions = Table(
     Column("amount", BigInteger, nullable=False),
     Column("reason", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("initiated_by", String(64)),  # the member, when an organisation's account pays
     CheckConstraint("kind IN ('credit', 'reserve', 'capture', 'release')", name="transactions_kind"),
     CheckConstraint("amount >= 0", name="transactions_amount_not_negative"),
 )
@@ -104,8 +132,11 @@ holds = Table(
     Column("captured_amount", BigInteger, nullable=False, server_default="0"),
     Column("state", String(16), nullable=False, server_default="held"),
     Column("reason", Text, nullable=False, server_default=""),
+    # Reserve time from the store's clock: budgets count a hold in the UTC day and month it was placed.
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("settled_at", DateTime(timezone=True)),
+    Column("initiated_by", String(64)),  # the member, when account_id is its organisation's account
+    Column("api_key_id", String(64)),
     CheckConstraint("amount > 0", name="holds_amount_positive"),
     CheckConstraint("state IN ('held', 'captured', 'released')", name="holds_state"),
     CheckConstraint("captured_amount BETWEEN 0 AND amount", name="holds_captured_within_hold"),
@@ -113,20 +144,162 @@ holds = Table(
     CheckConstraint("(state = 'held') = (settled_at IS NULL)", name="holds_settled_when_not_held"),
 )
 
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("api_key_id", String(64), primary_key=True),
+    Column("daily_limit", BigInteger, nullable=False, server_default="0"),
+    Column("monthly_limit", BigInteger, nullable=False, server_default="0"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
 outbox = outbox_table(metadata)
 
 T = TypeVar("T")
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class LedgerStore:
-    def __init__(self, engine: AsyncEngine, *, on_commit: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        on_commit: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
         self._engine = engine
         self._on_commit = on_commit  # wakes the outbox relay
+        self._clock = clock  # reserve time, for budgets
 
     async def balance(self, account_id: str) -> Balance:
+        """The account's own balance (zero for an account never seen)."""
         async with self._engine.connect() as conn:
             row = (await conn.execute(select(accounts).where(accounts.c.id == account_id))).first()
         return Balance(account_id, row.available, row.held) if row else Balance(account_id)
+
+    async def paying_balance(self, account_id: str) -> Balance:
+        """The balance of the account that pays for `account_id`'s videos: its organisation's, if any."""
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(accounts).where(accounts.c.id == account_id))).first()
+            if row is not None and row.organisation_id is not None:
+                row = (await conn.execute(select(accounts).where(accounts.c.id == row.organisation_id))).one()
+        return Balance(row.id, row.available, row.held) if row else Balance(account_id)
+
+    async def account(self, account_id: str) -> Account:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(accounts).where(accounts.c.id == account_id))).first()
+        return _account_from_row(row) if row else Account(account_id)
+
+    async def set_organisation(self, account_id: str, organisation_id: str | None) -> Account:
+        """Put the account in the organisation (None takes it out); the organisation's account is
+        created on first use. Open holds stay on the account that was paying when they were placed."""
+
+        async def attempt(conn: AsyncConnection) -> Account:
+            ids = sorted({account_id, organisation_id or account_id})
+            for each in ids:
+                await _ensure_account(conn, each)
+            locked = {each: await _lock_account_row(conn, each) for each in ids}  # ascending id order
+            member = locked[account_id]
+            if organisation_id is None:
+                if member.organisation_id is None:
+                    return member
+            else:
+                domain.check_membership(member, locked[organisation_id])
+                if member.organisation_id == organisation_id:
+                    return member
+                await conn.execute(
+                    accounts.update()
+                    .where(accounts.c.id == organisation_id, accounts.c.is_organisation.is_(False))
+                    .values(is_organisation=True, updated_at=func.now())
+                )
+            row = (
+                await conn.execute(
+                    accounts.update()
+                    .where(accounts.c.id == account_id)
+                    .values(organisation_id=organisation_id, updated_at=func.now())
+                    .returning(*accounts.c)
+                )
+            ).one()
+            return _account_from_row(row)
+
+        return await self._run(attempt)
+
+    async def set_budget(self, budget: Budget) -> Budget:
+        async def attempt(conn: AsyncConnection) -> Budget:
+            values = {"daily_limit": budget.daily_limit, "monthly_limit": budget.monthly_limit}
+            await conn.execute(
+                pg_insert(budgets)
+                .values(api_key_id=budget.api_key_id, **values)
+                .on_conflict_do_update(
+                    index_elements=[budgets.c.api_key_id], set_={**values, "updated_at": func.now()}
+                )
+            )
+            return budget
+
+        return await self._run(attempt)
+
+    async def budget(self, api_key_id: str) -> tuple[Budget, Spend]:
+        """The key's limits (zeros when none were set) and what it has spent this UTC day and month."""
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(budgets).where(budgets.c.api_key_id == api_key_id))).first()
+            spend = await _spend(conn, api_key_id, domain.windows(self._clock()))
+        budget = Budget(api_key_id, row.daily_limit, row.monthly_limit) if row else Budget(api_key_id)
+        return budget, spend
+
+    async def list_ledger(self, account_id: str, size: int, before: int | None = None) -> Page:
+        """The account's transactions, newest first: `size` of them with ids below `before`."""
+        available = func.coalesce(
+            func.sum(ledger_entries.c.amount).filter(ledger_entries.c.bucket == Bucket.AVAILABLE.value), 0
+        )
+        held = func.coalesce(
+            func.sum(ledger_entries.c.amount).filter(ledger_entries.c.bucket == Bucket.HELD.value), 0
+        )
+        query = (
+            select(
+                transactions.c.id,
+                transactions.c.kind,
+                transactions.c.job_id,
+                transactions.c.reason,
+                transactions.c.initiated_by,
+                transactions.c.created_at,
+                available.label("available_delta"),
+                held.label("held_delta"),
+            )
+            .select_from(
+                transactions.outerjoin(
+                    ledger_entries,
+                    (ledger_entries.c.transaction_id == transactions.c.id)
+                    & (ledger_entries.c.account_id == account_id),
+                )
+            )
+            .where(transactions.c.account_id == account_id)
+            .group_by(transactions.c.id)
+            .order_by(transactions.c.id.desc())
+            .limit(size + 1)
+        )
+        if before is not None:
+            query = query.where(transactions.c.id < before)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        entries = [
+            LedgerEntry(
+                id=row.id,
+                account_id=account_id,
+                kind=TransactionKind(row.kind),
+                available_delta=int(row.available_delta),  # SUM(bigint) is numeric
+                held_delta=int(row.held_delta),
+                job_id=row.job_id,
+                reason=row.reason,
+                initiated_by=row.initiated_by,
+                created_at=row.created_at,
+            )
+            for row in rows[:size]
+        ]
+        more = len(rows) > size
+        return Page(entries, domain.page_token(account_id, entries[-1].id) if more else "")
 
     async def credit(self, transaction: Transaction, *, request_id: str) -> Balance:
         async def attempt(conn: AsyncConnection) -> Balance:
@@ -158,14 +331,22 @@ class LedgerStore:
 
         return await self._run(attempt)
 
-    async def reserve(self, account_id: str, job_id: str, spec: VideoSpec, rate: Rate) -> Hold:
-        wanted = Hold(
-            job_id=job_id, account_id=account_id, spec=spec, rate=rate, amount=rate.cost(spec.seconds)
-        )
+    async def reserve(
+        self, account_id: str, job_id: str, spec: VideoSpec, rate: Rate, *, api_key_id: str | None = None
+    ) -> Hold:
+        """Hold the job's price on the paying account: the organisation's if `account_id` is a member.
+
+        With `api_key_id`, the key's budget is checked under its row lock, so concurrent reserves
+        on one key cannot together exceed it. A repeat returns the first hold unchanged.
+        """
 
         async def attempt(conn: AsyncConnection) -> Hold:
+            budget = await _lock_budget(conn, api_key_id) if api_key_id else None
             await _ensure_account(conn, account_id)
-            balance = await _lock_account(conn, account_id)
+            # Membership is read, not locked: a reserve racing a move serialises before or after
+            # it, and the hold records whichever account paid.
+            payer = (await _get_account(conn, account_id)).paying_account_id
+            balance = await _lock_account(conn, payer)
             existing = await _get_hold(conn, job_id)
             if existing is not None:
                 if not domain.same_request(existing, account_id, spec):
@@ -176,6 +357,20 @@ class LedgerStore:
                         code="hold_exists",
                     )
                 return existing
+            now = self._clock()
+            wanted = Hold(
+                job_id=job_id,
+                account_id=payer,
+                spec=spec,
+                rate=rate,
+                amount=rate.cost(spec.seconds),
+                initiated_by=account_id if payer != account_id else None,
+                api_key_id=api_key_id,
+            )
+            if budget is not None and budget.limited:
+                assert api_key_id is not None
+                spend = await _spend(conn, api_key_id, domain.windows(now))
+                domain.check_budget(budget, spend, wanted.amount)
             transaction = domain.reserve(wanted, balance)
             await _record(conn, transaction)
             row = (
@@ -183,7 +378,10 @@ class LedgerStore:
                     holds.insert()
                     .values(
                         job_id=job_id,
-                        account_id=account_id,
+                        account_id=payer,
+                        initiated_by=wanted.initiated_by,
+                        api_key_id=api_key_id,
+                        created_at=now,
                         model=spec.model,
                         size=spec.size,
                         seconds=spec.seconds,
@@ -255,6 +453,46 @@ async def _lock_account(conn: AsyncConnection, account_id: str) -> Balance:
     return Balance(account_id, row.available, row.held)
 
 
+async def _lock_account_row(conn: AsyncConnection, account_id: str) -> Account:
+    row = (await conn.execute(select(accounts).where(accounts.c.id == account_id).with_for_update())).one()
+    return _account_from_row(row)
+
+
+async def _get_account(conn: AsyncConnection, account_id: str) -> Account:
+    row = (await conn.execute(select(accounts).where(accounts.c.id == account_id))).one()
+    return _account_from_row(row)
+
+
+def _account_from_row(row: Any) -> Account:
+    return Account(row.id, row.organisation_id, row.is_organisation)
+
+
+async def _lock_budget(conn: AsyncConnection, api_key_id: str) -> Budget | None:
+    """Lock the key's budget row (first in the lock order); None when the key has no budget."""
+    row = (
+        await conn.execute(select(budgets).where(budgets.c.api_key_id == api_key_id).with_for_update())
+    ).first()
+    return Budget(api_key_id, row.daily_limit, row.monthly_limit) if row else None
+
+
+async def _spend(conn: AsyncConnection, api_key_id: str, since: domain.Windows) -> Spend:
+    """Open holds at their amount plus captured holds at their charge, by reserve time."""
+    counted = case((holds.c.state == HoldState.HELD.value, holds.c.amount), else_=holds.c.captured_amount)
+    row = (
+        await conn.execute(
+            select(
+                func.coalesce(func.sum(counted).filter(holds.c.created_at >= since.day), 0).label("today"),
+                func.coalesce(func.sum(counted), 0).label("this_month"),
+            ).where(
+                holds.c.api_key_id == api_key_id,
+                holds.c.created_at >= since.month,
+                holds.c.state != HoldState.RELEASED.value,
+            )
+        )
+    ).one()
+    return Spend(today=int(row.today), this_month=int(row.this_month))
+
+
 async def _get_hold(conn: AsyncConnection, job_id: str, *, for_update: bool = False) -> Hold | None:
     query = select(holds).where(holds.c.job_id == job_id)
     row = (await conn.execute(query.with_for_update() if for_update else query)).first()
@@ -301,6 +539,7 @@ async def _record(conn: AsyncConnection, transaction: Transaction) -> datetime:
                 job_id=transaction.job_id,
                 amount=transaction.amount,
                 reason=transaction.reason,
+                initiated_by=transaction.initiated_by,
             )
             .returning(transactions.c.id, transactions.c.created_at)
         )
@@ -353,6 +592,8 @@ def _hold_from_row(row: Any) -> Hold:
         reason=row.reason,
         created_at=row.created_at,
         settled_at=row.settled_at,
+        initiated_by=row.initiated_by,
+        api_key_id=row.api_key_id,
     )
 
 
@@ -396,5 +637,19 @@ _AUDIT_QUERIES = (
        OR (h.state = 'held' AND s.id IS NOT NULL)
        OR (h.state = 'captured' AND (s.kind IS DISTINCT FROM 'capture' OR s.amount <> h.captured_amount))
        OR (h.state = 'released' AND (s.kind IS DISTINCT FROM 'release' OR s.amount <> h.amount))
+    """,
+    # Money for a job moves on the paying account recorded on its hold, whoever is a member now.
+    f"""
+    SELECT format('hold %s on %s (initiated by %s): transaction %s on %s (initiated by %s)',
+                  h.job_id, h.account_id, h.initiated_by, t.key, t.account_id, t.initiated_by)
+    FROM {SCHEMA}.holds h JOIN {SCHEMA}.transactions t ON t.job_id = h.job_id
+    WHERE t.account_id <> h.account_id OR t.initiated_by IS DISTINCT FROM h.initiated_by
+    """,
+    # Membership is one level deep, and only into organisation accounts.
+    f"""
+    SELECT format('account %s is a member of %s, which is not an organisation account of its own',
+                  a.id, o.id)
+    FROM {SCHEMA}.accounts a JOIN {SCHEMA}.accounts o ON o.id = a.organisation_id
+    WHERE NOT o.is_organisation OR o.organisation_id IS NOT NULL OR a.is_organisation
     """,
 )

@@ -1,5 +1,8 @@
-"""Pure billing logic: integer pricing and double-entry rules for holds and credits."""
+"""Pure billing logic: integer pricing, double-entry rules for holds and credits, organisations,
+per-key budgets and the paged ledger view."""
 
+from services.billing.domain.accounts import Account, check_membership
+from services.billing.domain.budget import Budget, Spend, Windows, check_budget, windows
 from services.billing.domain.ledger import (
     Balance,
     Bucket,
@@ -25,27 +28,40 @@ from services.billing.domain.pricing import (
     VideoSpec,
     usd_to_micros,
 )
+from services.billing.domain.statement import LedgerEntry, Page, before_id, page_size, page_token
 
 __all__ = [
     "DEFAULT_USD_PER_SECOND",
+    "Account",
     "Balance",
     "Bucket",
+    "Budget",
     "Hold",
     "HoldState",
+    "LedgerEntry",
+    "Page",
     "Posting",
     "PriceTable",
     "Rate",
+    "Spend",
     "Transaction",
     "TransactionKind",
     "VideoSpec",
+    "Windows",
+    "before_id",
     "capture",
     "capture_charge",
+    "check_budget",
+    "check_membership",
     "credit",
     "credit_key",
+    "page_size",
+    "page_token",
     "release",
     "reserve",
     "same_request",
     "settle_key",
     "settled_already",
     "usd_to_micros",
+    "windows",
 ]

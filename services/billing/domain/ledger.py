@@ -57,6 +57,8 @@ class Transaction:
     reason: str
     postings: tuple[Posting, ...]
     job_id: str | None = None
+    # The member account that started the video, when an organisation's account pays for it.
+    initiated_by: str | None = None
 
     def __post_init__(self) -> None:
         if sum(p.amount for p in self.postings) != 0:
@@ -86,7 +88,7 @@ class Balance:
 @dataclass(frozen=True)
 class Hold:
     job_id: str
-    account_id: str
+    account_id: str  # the paying account: the organisation's, for a member's video
     spec: VideoSpec
     rate: Rate
     amount: int
@@ -95,6 +97,18 @@ class Hold:
     reason: str = ""
     created_at: datetime | None = None
     settled_at: datetime | None = None
+    # The member account that asked for the video, when another (an organisation's) account pays.
+    initiated_by: str | None = None
+    api_key_id: str | None = None
+
+    @property
+    def requester(self) -> str:
+        return self.initiated_by or self.account_id
+
+    @property
+    def member(self) -> str | None:
+        """The member who started it, when someone else's (an organisation's) account pays."""
+        return self.initiated_by if self.initiated_by and self.initiated_by != self.account_id else None
 
 
 def credit(account_id: str, amount: int, *, reason: str, request_id: str) -> Transaction:
@@ -122,9 +136,10 @@ def credit_key(request_id: str) -> str:
 def reserve(hold: Hold, balance: Balance) -> Transaction:
     """Move the hold's amount from available to held, or refuse if the account cannot pay."""
     if hold.amount > balance.available:
+        payer = f"organisation account {hold.account_id}" if hold.member else f"account {hold.account_id}"
         raise ServiceError(
             ErrorKind.INSUFFICIENT_QUOTA,
-            f"This job costs {hold.amount} credits but account {hold.account_id} has only "
+            f"This job costs {hold.amount} credits but {payer} has only "
             f"{balance.available} credits available. Add credits and try again.",
             code="insufficient_quota",
             metadata={"needed": str(hold.amount), "available": str(balance.available)},
@@ -136,6 +151,7 @@ def reserve(hold: Hold, balance: Balance) -> Transaction:
         job_id=hold.job_id,
         amount=hold.amount,
         reason="reserve",
+        initiated_by=hold.member,
         postings=(
             Posting(hold.account_id, Bucket.AVAILABLE, -hold.amount),
             Posting(hold.account_id, Bucket.HELD, hold.amount),
@@ -144,8 +160,12 @@ def reserve(hold: Hold, balance: Balance) -> Transaction:
 
 
 def same_request(hold: Hold, account_id: str, spec: VideoSpec) -> bool:
-    """Whether a repeated Reserve for this hold's job asks for the same thing (AIP-155)."""
-    return hold.account_id == account_id and hold.spec == spec
+    """Whether a repeated Reserve for this hold's job asks for the same thing (AIP-155).
+
+    `account_id` is the requesting account, so a repeat still matches after the member moved to
+    another organisation; the hold keeps the account that was paying when it was placed.
+    """
+    return hold.requester == account_id and hold.spec == spec
 
 
 def capture_charge(hold: Hold, delivered_seconds: int) -> int:
@@ -189,6 +209,7 @@ def capture(hold: Hold, charge: int) -> Transaction:
         job_id=hold.job_id,
         amount=charge,
         reason="capture",
+        initiated_by=hold.member,
         postings=tuple(postings),
     )
 
@@ -201,6 +222,7 @@ def release(hold: Hold, reason: str) -> Transaction:
         job_id=hold.job_id,
         amount=hold.amount,
         reason=reason,
+        initiated_by=hold.member,
         postings=(
             Posting(hold.account_id, Bucket.HELD, -hold.amount),
             Posting(hold.account_id, Bucket.AVAILABLE, hold.amount),

@@ -1,0 +1,389 @@
+"""Billing throughput: reserve-then-capture pairs per second against real PostgreSQL, with every
+client on ONE account (all serialised by that account's row lock) against every client on its
+OWN account, measured in the same run so the ratio compares like with like.
+
+What runs:
+- real PostgreSQL and NATS from `devstack.servers` (DATABASE_URL / NATS_URL in the environment
+  replace them), one fresh database for the run;
+- the billing service as a separate process (`python -m services.billing`, outbox relay to
+  JetStream included), so its CPU is its own; the clients are in this process, on one channel;
+- optionally `LedgerStore` directly in this process (the same SQL without gRPC), for context.
+
+A pair is Reserve (8 s of sora-2, 80 credits) then Capture of all 8 seconds, for a fresh job id.
+Each phase warms up, then counts the pairs that finish inside a fixed window. At the end the
+ledger audit must come back clean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psycopg
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from servicekit.db import make_engine
+from servicekit.grpcclient import open_channel
+from vidflow.billing.v1 import billing_pb2
+from vidflow.billing.v1 import billing_service_pb2 as pb
+from vidflow.billing.v1.billing_service_pb2_grpc import BillingServiceStub
+
+from devstack.servers import Infrastructure, local_infrastructure
+from services.billing import domain
+from services.billing.app import migrate
+from services.billing.config import Settings
+from services.billing.domain import DEFAULT_USD_PER_SECOND, PriceTable, VideoSpec
+from services.billing.store import LedgerStore
+
+NAME = "billing_throughput"
+LOOPBACK = "127.0.0.1"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SPEC = billing_pb2.VideoSpec(model="sora-2", size="1280x720", seconds=8)
+PAIR_CREDITS = 80
+STARTUP_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 30.0
+
+
+class SetupError(RuntimeError):
+    """Something the benchmark needs did not start; the run measures nothing."""
+
+
+@dataclass(frozen=True)
+class Options:
+    clients: int = 32
+    window_seconds: float = 10.0
+    warmup_seconds: float = 2.0
+    store: bool = True
+    keep_logs: bool = False
+
+
+def parse_options(argv: list[str], environ: Mapping[str, str] = os.environ) -> Options:
+    defaults = Options()
+    parser = argparse.ArgumentParser(
+        prog=f"python -m bench {NAME}",
+        description="Reserve+capture pairs per second on one contended account versus many accounts.",
+    )
+
+    def env(name: str, default: object) -> str:
+        return environ.get(f"BENCH_{name}", str(default))
+
+    parser.add_argument(
+        "--clients", type=int, default=int(env("CLIENTS", defaults.clients)), help="concurrent clients"
+    )
+    parser.add_argument(
+        "--window",
+        type=float,
+        default=float(env("WINDOW_SECONDS", defaults.window_seconds)),
+        help="measured seconds per phase",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=float(env("WARMUP_SECONDS", defaults.warmup_seconds)),
+        help="unmeasured seconds before each window",
+    )
+    parser.add_argument("--no-store", action="store_true", help="skip the direct LedgerStore phases")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the work directory and its logs")
+    args = parser.parse_args(argv)
+    if args.clients < 1 or args.window <= 0 or args.warmup < 0:
+        parser.error("need --clients >= 1, --window > 0 and --warmup >= 0")
+    return Options(args.clients, args.window, args.warmup, not args.no_store, args.keep_logs)
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    path: str  # grpc or store
+    accounts: str  # one or many
+    clients: int
+    pairs: int
+    seconds: float
+    errors: int
+    median_pair_ms: float
+    p99_pair_ms: float
+
+    @property
+    def pairs_per_second(self) -> float:
+        return self.pairs / self.seconds
+
+
+Pair = Callable[[str, str], Awaitable[None]]  # (account, job) -> reserve then capture
+
+
+async def measure(path: str, pair: Pair, accounts: list[str], options: Options) -> PhaseResult:
+    """Every client runs pairs back to back; only pairs that finish inside the window count."""
+    loop = asyncio.get_running_loop()
+    start = loop.time() + options.warmup_seconds
+    end = start + options.window_seconds
+    latencies: list[float] = []
+    errors = 0
+
+    async def client(account: str) -> None:
+        nonlocal errors
+        while (began := loop.time()) < end:
+            try:
+                await pair(account, f"job_{uuid.uuid4().hex}")
+            except Exception:
+                errors += 1
+                continue
+            finished = loop.time()
+            if start <= began and finished <= end:
+                latencies.append(finished - began)
+
+    await asyncio.gather(*(client(accounts[i % len(accounts)]) for i in range(options.clients)))
+    latencies.sort()
+    return PhaseResult(
+        path=path,
+        accounts="one" if len(accounts) == 1 else "many",
+        clients=options.clients,
+        pairs=len(latencies),
+        seconds=options.window_seconds,
+        errors=errors,
+        median_pair_ms=1000 * statistics.median(latencies) if latencies else 0.0,
+        p99_pair_ms=1000 * latencies[int(0.99 * (len(latencies) - 1))] if latencies else 0.0,
+    )
+
+
+def credits_needed(options: Options, accounts: int) -> int:
+    """Enough for every pair at a very generous rate, so no reserve is refused for money."""
+    return 2_000 * PAIR_CREDITS * max(1, options.clients // accounts) * int(options.window_seconds + 10)
+
+
+async def run_grpc(target: str, options: Options) -> list[PhaseResult]:
+    channel = open_channel(target, tracer_name="bench.billing")
+    stub = BillingServiceStub(channel)
+
+    async def pair(account: str, job: str) -> None:
+        await stub.Reserve(pb.ReserveRequest(account_id=account, job_id=job, spec=SPEC))
+        await stub.Capture(pb.CaptureRequest(job_id=job, delivered_seconds=SPEC.seconds))
+
+    async def fund(accounts: list[str]) -> None:
+        amount = credits_needed(options, len(accounts))
+        for account in accounts:
+            await stub.Credit(
+                pb.CreditRequest(account_id=account, amount=amount, reason="bench", request_id=account)
+            )
+
+    try:
+        return await run_both(pair, fund, "grpc", options)
+    finally:
+        await channel.close()
+
+
+async def run_store(database_url: str, options: Options) -> list[PhaseResult]:
+    # The service's own pool size, so both paths get the same connections.
+    engine = make_engine(database_url, pool_size=10)
+    store = LedgerStore(engine)
+    prices = PriceTable(DEFAULT_USD_PER_SECOND, credits_per_dollar=100)
+    spec = VideoSpec(SPEC.model, SPEC.size, SPEC.seconds)
+    rate = prices.rate(spec.model, spec.size)
+
+    async def pair(account: str, job: str) -> None:
+        await store.reserve(account, job, spec, rate)
+        await store.capture(job, spec.seconds)
+
+    async def fund(accounts: list[str]) -> None:
+        amount = credits_needed(options, len(accounts))
+        for account in accounts:
+            credit = domain.credit(account, amount, reason="bench", request_id=account)
+            await store.credit(credit, request_id=account)
+
+    try:
+        return await run_both(pair, fund, "store", options)
+    finally:
+        await engine.dispose()
+
+
+async def run_both(
+    pair: Pair, fund: Callable[[list[str]], Awaitable[None]], path: str, options: Options
+) -> list[PhaseResult]:
+    results = []
+    for shape in ("one", "many"):
+        count = 1 if shape == "one" else options.clients
+        accounts = [f"bench_{path}_{shape}_{i}_{uuid.uuid4().hex[:8]}" for i in range(count)]
+        await fund(accounts)
+        _progress(f"[{path}] {options.clients} clients on {shape} account(s): {options.window_seconds:.0f}s")
+        results.append(await measure(path, pair, accounts, options))
+    return results
+
+
+# --- servers --------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def fresh_database(infrastructure: Infrastructure) -> Iterator[str]:
+    name = f"bench_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(infrastructure.database_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = infrastructure.database_url.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(infrastructure.database_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.asynccontextmanager
+async def billing_process(database_url: str, nats_url: str, port: int, log_path: Path) -> AsyncIterator[None]:
+    """`python -m services.billing` in its own session; SIGTERM at the end, SIGKILL if it lingers."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "NATS_URL": nats_url,
+        "GRPC_LISTEN_ADDRESS": f"{LOOPBACK}:{port}",
+        "LOG_LEVEL": "WARNING",
+    }
+    process = _spawn_billing(env, log_path)
+    try:
+        await _wait_serving(process, port, log_path)
+        yield
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                await asyncio.to_thread(process.wait, STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                await asyncio.to_thread(process.wait)
+
+
+def _spawn_billing(env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.billing"],
+            env=dict(env),
+            cwd=REPO_ROOT,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+async def _wait_serving(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    async with grpc.aio.insecure_channel(f"{LOOPBACK}:{port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while True:
+            if process.poll() is not None:
+                raise SetupError(f"the billing service exited with {process.returncode}; see {log_path}")
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                answer = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            if time.monotonic() > deadline:
+                raise SetupError(f"billing was not serving after {STARTUP_TIMEOUT_SECONDS:.0f}s")
+            await asyncio.sleep(0.2)  # a readiness probe, not waiting for an outcome
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+def ratios(phases: list[PhaseResult]) -> dict[str, float]:
+    by = {(p.path, p.accounts): p.pairs_per_second for p in phases}
+    return {
+        path: round(by[(path, "one")] / by[(path, "many")], 3)
+        for path in ("grpc", "store")
+        if by.get((path, "many"))
+    }
+
+
+def report(options: Options, phases: list[PhaseResult], problems: list[str]) -> str:
+    lines = [
+        f"{NAME}: reserve+capture pairs, {options.clients} concurrent clients, "
+        f"{options.window_seconds:.0f}s window after {options.warmup_seconds:.0f}s warm-up",
+        "",
+        f"{'path':<6} {'accounts':<9} {'pairs':>7} {'pairs/s':>9} "
+        f"{'median ms':>10} {'p99 ms':>8} {'errors':>7}",
+    ]
+    for p in phases:
+        lines.append(
+            f"{p.path:<6} {p.accounts:<9} {p.pairs:>7,} {p.pairs_per_second:>9,.1f} "
+            f"{p.median_pair_ms:>10.1f} {p.p99_pair_ms:>8.1f} {p.errors:>7}"
+        )
+    lines.append("")
+    for path, ratio in ratios(phases).items():
+        lines.append(
+            f"{path}: one contended account runs at {ratio:.2f}x the pairs/s of one account per client"
+        )
+    lines.append(f"ledger audit after the run: {'clean' if not problems else f'{len(problems)} problems'}")
+    return "\n".join(lines)
+
+
+def summary_json(options: Options, phases: list[PhaseResult], problems: list[str]) -> str:
+    def phase(p: PhaseResult) -> dict[str, Any]:
+        values = {k: round(v, 3) if isinstance(v, float) else v for k, v in p.__dict__.items()}
+        values["pairs_per_second"] = round(p.pairs_per_second, 2)
+        return values
+
+    return json.dumps(
+        {
+            "benchmark": NAME,
+            "options": {k: v for k, v in options.__dict__.items() if k != "keep_logs"},
+            "phases": [phase(p) for p in phases],
+            "one_over_many": ratios(phases),
+            "audit_problems": len(problems),
+        },
+        separators=(",", ":"),
+    )
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- entry point ----------------------------------------------------------------------------------
+
+
+async def run(options: Options, workdir: Path) -> tuple[list[PhaseResult], list[str]]:
+    with local_infrastructure(workdir / "servers") as infrastructure, fresh_database(infrastructure) as url:
+        settings = Settings(database_url=url, nats_url=infrastructure.nats_url)
+        await asyncio.to_thread(migrate, settings)
+        port = _free_port()
+        _progress("starting the billing service")
+        async with billing_process(url, infrastructure.nats_url, port, workdir / "billing.log"):
+            phases = await run_grpc(f"{LOOPBACK}:{port}", options)
+        if options.store:
+            phases += await run_store(url, options)
+        engine = make_engine(url, pool_size=1)
+        try:
+            problems = await LedgerStore(engine).audit()
+        finally:
+            await engine.dispose()
+        return phases, problems
+
+
+def main(argv: list[str]) -> int:
+    options = parse_options(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="vidflow-bench-"))
+    try:
+        phases, problems = asyncio.run(run(options, workdir))
+    except Exception as exc:
+        print(f"{NAME}: setup failed: {exc!r} (logs kept in {workdir})", file=sys.stderr)
+        return 1
+    print(report(options, phases, problems))
+    print(summary_json(options, phases, problems))
+    if options.keep_logs:
+        print(f"logs: {workdir}", file=sys.stderr)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
