@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -88,3 +89,19 @@ async def eventually(
         if time.monotonic() > ends:
             raise AssertionError(f"condition not met within {deadline_seconds}s")
         await asyncio.sleep(interval)
+
+
+async def new_user(stack, label: str, credits: int = 1_000) -> str:
+    """A funded tenant of its own, for tests that count videos, credits or budget."""
+    from servicekit.db import make_engine
+
+    from services.gateway.identity import IdentityStore
+
+    user = f"user_{label}_{uuid.uuid4().hex[:8]}"
+    key = f"vf_test_{uuid.uuid4().hex}"
+    engine = make_engine(stack.database_url, pool_size=1)
+    await IdentityStore(engine).ensure_user_with_key(user_id=user, name=user, role="user", api_key=key)
+    await engine.dispose()
+    stack.api_keys[user] = key
+    await credit(stack.billing_address, user, credits, request_id=f"{label}-{uuid.uuid4()}")
+    return user

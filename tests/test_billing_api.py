@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 
 import aiohttp
@@ -11,7 +12,7 @@ import pytest
 
 from simulator.config import Settings as SimulatorSettings
 from tests.conftest import running_stack
-from tests.helpers import balance, credit
+from tests.helpers import balance, credit, new_user
 
 pytestmark = pytest.mark.e2e
 
@@ -172,3 +173,66 @@ async def test_a_quote_creates_no_video_and_holds_nothing(slow_stack):
     status, listing = await _call(slow_stack, "user_broke", "GET", "/v1/videos")
     assert status == 200 and listing["data"] == []
     assert await balance(slow_stack.billing_address, "user_broke") == (0, 0)
+
+
+def _key_id(api_key: str) -> str:
+    return "key_" + hashlib.sha256(api_key.encode()).hexdigest()[:16]
+
+
+async def test_the_ledger_shows_the_credit_the_hold_and_the_charge(stack):
+    account = await new_user(stack, "ledger", credits=300)
+    client = openai.OpenAI(base_url=f"{stack.gateway_url}/v1", api_key=stack.key(account), max_retries=0)
+    video = await asyncio.to_thread(
+        client.videos.create_and_poll, prompt="A spinning top", poll_interval_ms=200
+    )
+    assert video.status == "completed"
+    status, ledger = await _call(stack, account, "GET", "/v1/billing/ledger?limit=3")
+    assert status == 200
+    newest = ledger["data"]
+    assert [entry["type"] for entry in newest] == ["charge", "hold", "credit"]
+    charge, hold, topup = newest
+    assert (hold["available_delta"], hold["held_delta"]) == (-40, 40)
+    assert (charge["available_delta"], charge["held_delta"]) == (0, -40)
+    assert charge["video_id"] == hold["video_id"] == video.id
+    assert topup["available_delta"] == 300
+    assert ledger["has_more"] is False and ledger["next_after"] is None
+    # Two pages of two: the cursor continues exactly where the first page stopped.
+    status, first = await _call(stack, account, "GET", "/v1/billing/ledger", params={"limit": "2"})
+    assert status == 200 and first["has_more"] is True
+    status, second = await _call(
+        stack, account, "GET", "/v1/billing/ledger", params={"limit": "2", "after": first["next_after"]}
+    )
+    assert status == 200 and second["has_more"] is False
+    assert [entry["id"] for entry in first["data"] + second["data"]] == [entry["id"] for entry in newest]
+    for bad in ("0", "101", "abc", "²"):
+        status, body = await _call(stack, account, "GET", f"/v1/billing/ledger?limit={bad}")
+        assert status == 400 and body["error"]["param"] == "limit"
+
+
+async def test_an_api_key_over_its_daily_budget_is_refused_with_402(stack):
+    account = await new_user(stack, "budget")
+    key_id = _key_id(stack.key(account))
+    status, budget = await _call(
+        stack,
+        "user_admin",
+        "PUT",
+        f"/v1/admin/api_keys/{key_id}/budget",
+        json={"daily_limit": 50, "monthly_limit": 0},
+    )
+    assert status == 200 and budget["daily_limit"] == 50
+    client = openai.OpenAI(base_url=f"{stack.gateway_url}/v1", api_key=stack.key(account), max_retries=0)
+    try:
+        await asyncio.to_thread(client.videos.create, prompt="First of the day")  # 40 credits
+        with pytest.raises(openai.APIStatusError) as raised:
+            await asyncio.to_thread(client.videos.create, prompt="One too many")
+        assert raised.value.status_code == 402
+        assert raised.value.body["code"] == "budget_exceeded"
+        assert "day" in raised.value.body["message"]
+    finally:
+        await _call(
+            stack,
+            "user_admin",
+            "PUT",
+            f"/v1/admin/api_keys/{key_id}/budget",
+            json={"daily_limit": 0, "monthly_limit": 0},
+        )

@@ -18,7 +18,7 @@ import aiohttp
 import openai
 import pytest
 
-from tests.helpers import balance, credit, eventually
+from tests.helpers import balance, credit, eventually, new_user
 
 pytestmark = pytest.mark.e2e
 
@@ -110,22 +110,6 @@ async def create(http, stack, user: str = "user_alice", **fields: Any) -> dict[s
     answer = await call(http, stack, "POST", "/v1/videos", user=user, json={**CHEAP, **fields})
     assert answer.status == 200, answer.text
     return answer.json
-
-
-async def new_user(stack, label: str, credits: int = 1_000) -> str:
-    """A funded tenant of its own, for tests that count videos or credits."""
-    from servicekit.db import make_engine
-
-    from services.gateway.identity import IdentityStore
-
-    user = f"user_{label}_{uuid.uuid4().hex[:8]}"
-    key = f"vf_test_{uuid.uuid4().hex}"
-    engine = make_engine(stack.database_url, pool_size=1)
-    await IdentityStore(engine).ensure_user_with_key(user_id=user, name=user, role="user", api_key=key)
-    await engine.dispose()
-    stack.api_keys[user] = key
-    await credit(stack.billing_address, user, credits, request_id=f"{label}-{uuid.uuid4()}")
-    return user
 
 
 def sdk(stack, user_id: str) -> openai.OpenAI:
