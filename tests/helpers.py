@@ -103,5 +103,6 @@ async def new_user(stack, label: str, credits: int = 1_000) -> str:
     await IdentityStore(engine).ensure_user_with_key(user_id=user, name=user, role="user", api_key=key)
     await engine.dispose()
     stack.api_keys[user] = key
-    await credit(stack.billing_address, user, credits, request_id=f"{label}-{uuid.uuid4()}")
+    if credits:
+        await credit(stack.billing_address, user, credits, request_id=f"{label}-{uuid.uuid4()}")
     return user

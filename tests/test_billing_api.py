@@ -236,3 +236,38 @@ async def test_an_api_key_over_its_daily_budget_is_refused_with_402(stack):
             f"/v1/admin/api_keys/{key_id}/budget",
             json={"daily_limit": 0, "monthly_limit": 0},
         )
+
+
+async def test_members_of_an_organisation_spend_from_its_account(stack):
+    member = await new_user(stack, "member", credits=0)
+    organisation = f"org_{uuid.uuid4().hex[:8]}"
+    status, joined = await _call(
+        stack,
+        "user_admin",
+        "PUT",
+        f"/v1/admin/accounts/{member}/organisation",
+        json={"organisation_id": organisation},
+    )
+    assert status == 200 and joined["organisation_id"] == organisation
+    await credit(stack.billing_address, organisation, 500, request_id=f"org-{uuid.uuid4()}")
+    status, shown = await _call(stack, member, "GET", "/v1/billing/balance")
+    assert status == 200 and (shown["account_id"], shown["available"]) == (organisation, 500)
+
+    client = openai.OpenAI(base_url=f"{stack.gateway_url}/v1", api_key=stack.key(member), max_retries=0)
+    video = await asyncio.to_thread(
+        client.videos.create_and_poll, prompt="A team photo", poll_interval_ms=200
+    )
+    assert video.status == "completed"
+    assert await balance(stack.billing_address, organisation) == (460, 0)
+    status, view = await _call(stack, "user_admin", "GET", f"/v1/admin/accounts/{organisation}")
+    assert status == 200
+    charge = next(entry for entry in view["ledger"]["data"] if entry["type"] == "charge")
+    assert (charge["video_id"], charge["initiated_by"]) == (video.id, member)
+    status, refused = await _call(
+        stack,
+        "user_admin",
+        "PUT",
+        f"/v1/admin/accounts/{organisation}/organisation",
+        json={"organisation_id": member},
+    )
+    assert status == 400 and refused["error"]["code"] == "account_is_organisation"

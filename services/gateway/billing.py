@@ -113,6 +113,32 @@ async def admin_account(request: web.Request) -> web.Response:
     )
 
 
+@routes.put("/v1/admin/accounts/{account_id}/organisation")
+async def admin_set_organisation(request: web.Request) -> web.Response:
+    """Members of an organisation spend from the organisation's account; "" or null leaves it."""
+    _require_admin(request)
+    account_id = _account_id(request)
+    organisation_id = (await _json_object(request)).get("organisation_id") or ""
+    if not isinstance(organisation_id, str) or len(organisation_id) > MAX_ACCOUNT_ID_CHARS:
+        raise ServiceError(
+            ErrorKind.INVALID_ARGUMENT,
+            "organisation_id must be an account id or null",
+            param="organisation_id",
+            code="invalid_value",
+        )
+    stub: billing_service_pb2_grpc.BillingServiceStub = request.app[BILLING_STUB]
+    answer = await stub.SetOrganisation(
+        billing_service_pb2.SetOrganisationRequest(account_id=account_id, organisation_id=organisation_id)
+    )
+    return web.json_response(
+        {
+            "object": "billing.account",
+            "id": answer.account.id,
+            "organisation_id": answer.account.organisation_id or None,
+        }
+    )
+
+
 @routes.put("/v1/admin/api_keys/{api_key_id}/budget")
 async def admin_set_budget(request: web.Request) -> web.Response:
     _require_admin(request)
