@@ -9,6 +9,7 @@ import grpc
 from opentelemetry import trace
 
 from servicekit.grpcerrors import from_rpc_error
+from servicekit.grpcserver import MESSAGE_SIZE_OPTIONS
 from servicekit.telemetry import inject_trace_headers
 
 
@@ -51,5 +52,6 @@ def open_channel(target: str, *, tracer_name: str, default_timeout: float = 10.0
         options=[
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.enable_retries", 1),
+            *MESSAGE_SIZE_OPTIONS,
         ],
     )

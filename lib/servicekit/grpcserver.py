@@ -23,6 +23,12 @@ from servicekit.grpcerrors import to_rpc_status
 from servicekit.telemetry import context_from_headers
 
 log = logging.getLogger(__name__)
+# Reference images ride in requests: four of up to 10 MB each, with room to spare.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MESSAGE_SIZE_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
 
 
 @dataclass
@@ -46,7 +52,7 @@ async def create_server(
 ) -> RunningServer:
     server = grpc.aio.server(
         interceptors=[ServiceBoundaryInterceptor(tracer_name)],
-        options=[("grpc.so_reuseport", 0)],
+        options=[("grpc.so_reuseport", 0), *MESSAGE_SIZE_OPTIONS],
     )
     register(server)
     health_servicer = health.aio.HealthServicer()

@@ -17,7 +17,8 @@ class Settings:
     port: int = 8080
     # When set, the dev user exists with this key (make run prints it).
     dev_api_key: str = ""
-    max_body_bytes: int = 50 * 1024 * 1024
+    # Four 10 MB reference images, base64-encoded in JSON, fit.
+    max_body_bytes: int = 64 * 1024 * 1024
     shutdown_seconds: float = 10.0
     # Deployment name -> whsec_ secret; each gets POST /webhooks/providers/<name>.
     provider_webhook_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -11,6 +14,18 @@ from servicekit.errors import ErrorKind, ServiceError
 
 _TEXT_FIELDS = ("model", "prompt", "seconds", "size")
 _MAX_TEXT_FIELD_BYTES = 256 * 1024
+MAX_REFERENCE_IMAGES = 4
+MAX_REFERENCE_BYTES = 10 * 1024 * 1024
+_REFERENCE_FIELDS = ("input_reference", "input_references")
+_DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(?:;[\w-]+=[\w.+-]+)*;base64,(.*)$", re.DOTALL)
+_FITS = ("crop", "pad")
+
+
+@dataclass(frozen=True)
+class ReferenceUpload:
+    data: bytes
+    content_type: str
+    filename: str
 
 
 @dataclass(frozen=True)
@@ -19,6 +34,8 @@ class CreateVideoFields:
     prompt: str
     seconds: int
     size: str
+    references: list[ReferenceUpload] = field(default_factory=list)
+    reference_fit: str = "crop"
 
 
 async def read_create_body(request: web.Request) -> CreateVideoFields:
@@ -29,14 +46,79 @@ async def read_create_body(request: web.Request) -> CreateVideoFields:
         raw = await _read_multipart(request)
     else:
         raise _invalid(None, "Send the request as application/json or multipart/form-data.")
-    if "input_reference" in raw:
-        raise _invalid("input_reference", "Reference images are not supported yet.")
+    fit = raw.get("reference_fit") or "crop"
+    if fit not in _FITS:
+        raise _invalid("reference_fit", "reference_fit must be 'crop' or 'pad'.")
     return CreateVideoFields(
         model=_text(raw, "model"),
         prompt=_text(raw, "prompt"),
         seconds=_seconds(raw.get("seconds")),
         size=_text(raw, "size"),
+        references=_references(raw),
+        reference_fit=fit,
     )
+
+
+def _references(raw: dict[str, Any]) -> list[ReferenceUpload]:
+    """OpenAI's single `input_reference`, or Vidflow's `input_references` list, as uploads or
+    `{"image_url": "data:...;base64,..."}` objects. The render service checks the images."""
+    items: list[Any] = []
+    for name in _REFERENCE_FIELDS:
+        value = raw.get(name)
+        if value is None:
+            continue
+        items.extend(value if isinstance(value, list) else [value])
+    if len(items) > MAX_REFERENCE_IMAGES:
+        raise _invalid(
+            "input_reference",
+            f"At most {MAX_REFERENCE_IMAGES} reference images; this request has {len(items)}.",
+        )
+    return [_reference(index, item) for index, item in enumerate(items)]
+
+
+def _reference(index: int, item: Any) -> ReferenceUpload:
+    param = f"input_reference[{index}]"
+    if isinstance(item, ReferenceUpload):
+        upload = item
+    elif isinstance(item, dict):
+        if item.get("file_id"):
+            raise _invalid(
+                param, "file_id references are not supported; upload the image or send a data URL."
+            )
+        url = item.get("image_url")
+        if isinstance(url, dict):  # the chat-style {"image_url": {"url": ...}} shape
+            url = url.get("url")
+        if not isinstance(url, str) or not url:
+            raise _invalid(param, "A reference object needs an image_url (a base64 data URL).")
+        upload = _from_data_url(param, url)
+    else:
+        raise _invalid(param, 'A reference image must be an uploaded file or an {"image_url": ...} object.')
+    if not upload.data:
+        raise _invalid(param, "The reference image is empty (0 bytes).")
+    if len(upload.data) > MAX_REFERENCE_BYTES:
+        raise _invalid(
+            param, f"The reference image is larger than {MAX_REFERENCE_BYTES // (1024 * 1024)} MB."
+        )
+    return upload
+
+
+def _from_data_url(param: str, url: str) -> ReferenceUpload:
+    if url.startswith(("http://", "https://")):
+        # Fetching arbitrary URLs from inside the platform would invite SSRF; clients send the bytes.
+        raise _invalid(param, "Only base64 data URLs are accepted for image_url (data:image/png;base64,...).")
+    match = _DATA_URL.match(url)
+    if match is None:
+        raise _invalid(param, "image_url must be a base64 data URL such as data:image/png;base64,....")
+    encoded = match.group(2)
+    if len(encoded) > (MAX_REFERENCE_BYTES * 4) // 3 + 8:
+        raise _invalid(
+            param, f"The reference image is larger than {MAX_REFERENCE_BYTES // (1024 * 1024)} MB."
+        )
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise _invalid(param, "The data URL's base64 payload is not valid base64.") from None
+    return ReferenceUpload(data=data, content_type=match.group(1) or "", filename="")
 
 
 async def _read_json(request: web.Request) -> dict[str, Any]:
@@ -58,8 +140,24 @@ async def _read_multipart(request: web.Request) -> dict[str, Any]:
             if not isinstance(part, BodyPartReader) or not part.name:
                 raise _invalid(None, "Nested or unnamed multipart parts are not supported.")
             if part.filename is not None:
-                fields[part.name] = part.filename  # a file upload; its bytes are not read here
+                if part.name not in _REFERENCE_FIELDS:
+                    raise _invalid(part.name, f"Unexpected file upload in field {part.name!r}.")
+                data = await _read_at_most(part, MAX_REFERENCE_BYTES)
+                index = len(fields.get("input_reference", []))
+                if data is None:
+                    raise _invalid(
+                        f"input_reference[{index}]",
+                        f"The reference image is larger than {MAX_REFERENCE_BYTES // (1024 * 1024)} MB.",
+                    )
                 await part.release()
+                upload = ReferenceUpload(
+                    data=bytes(data),
+                    content_type=part.headers.get("Content-Type", ""),
+                    filename=part.filename[:255],
+                )
+                fields.setdefault("input_reference", []).append(upload)
+                if len(fields["input_reference"]) > MAX_REFERENCE_IMAGES:
+                    raise _invalid("input_reference", f"At most {MAX_REFERENCE_IMAGES} reference images.")
                 continue
             data = await part.read()
             if len(data) > _MAX_TEXT_FIELD_BYTES:
@@ -74,6 +172,18 @@ async def _read_multipart(request: web.Request) -> dict[str, Any]:
         # aiohttp raises these on a malformed boundary, truncated body or bad part headers.
         raise _invalid(None, f"The multipart body is malformed: {exc}") from None
     return fields
+
+
+async def _read_at_most(part: BodyPartReader, limit: int) -> bytes | None:
+    """The part's bytes, or None as soon as it proves longer than `limit`."""
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := await part.read_chunk(64 * 1024):
+        total += len(chunk)
+        if total > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _text(raw: dict[str, Any], name: str) -> str:

@@ -32,6 +32,8 @@ def video_resource(job: jobs_pb2.Job) -> dict[str, Any]:
         "error": {"code": job.error.code, "message": job.error.message} if job.error.code else None,
         # Vidflow extension: place in line among videos of the same model waiting for a provider.
         "queue_position": job.queue_position or None,
+        # Vidflow extension: how many reference images the video was made from.
+        "reference_images": job.reference_image_count,
     }
 
 

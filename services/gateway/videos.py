@@ -29,6 +29,8 @@ _PASSED_THROUGH_HEADERS = (
     "Last-Modified",
 )
 
+_FITS = {"crop": jobs_service_pb2.REFERENCE_FIT_CROP, "pad": jobs_service_pb2.REFERENCE_FIT_PAD}
+
 routes = web.RouteTableDef()
 
 
@@ -62,6 +64,13 @@ async def create_video(request: web.Request) -> web.Response:
             size=fields.size,
             request_id=idempotency_key,
             api_key_id=principal.api_key_id,
+            reference_images=[
+                jobs_service_pb2.ReferenceImage(
+                    data=ref.data, content_type=ref.content_type, filename=ref.filename
+                )
+                for ref in fields.references
+            ],
+            reference_fit=_FITS[fields.reference_fit],
         )
     )
     return _job_response(response.job)

@@ -10,6 +10,7 @@ from services.jobs.admission import Admission, JobRequest
 from services.jobs.cancellation import Cancellation
 from services.jobs.domain.routing import Registry
 from services.jobs.intake import Outcome, ProviderEventIntake
+from services.jobs.peers import ReferenceImage
 from services.jobs.store import JobStore
 from services.jobs.translate import job_to_proto
 
@@ -43,6 +44,11 @@ class JobsApi(jobs_service_pb2_grpc.JobsServiceServicer):
             size=request.size,
             request_id=request.request_id,
             api_key_id=request.api_key_id,
+            references=tuple(
+                ReferenceImage(data=image.data, content_type=image.content_type, filename=image.filename)
+                for image in request.reference_images
+            ),
+            pad_references=request.reference_fit == jobs_service_pb2.REFERENCE_FIT_PAD,
         )
         if request.validate_only:
             job = await self._admission.quote(job_request)

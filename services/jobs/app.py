@@ -83,7 +83,8 @@ async def serve(settings: Settings) -> AsyncIterator[RunningJobs]:
             for worker in worker_wake:
                 worker.wake()
 
-        admission = Admission(store, moderation, billing, on_admitted)
+        staging = StagingArea(s3, settings.s3.bucket)
+        admission = Admission(store, moderation, billing, renderer, staging.read, on_admitted)
         providers = {
             name: OpenAIVideosProvider(
                 base_url=deployment.base_url,
@@ -100,7 +101,7 @@ async def serve(settings: Settings) -> AsyncIterator[RunningJobs]:
             admission=admission,
             providers=providers,
             provider_settings=settings.provider,
-            staging=StagingArea(s3, settings.s3.bucket),
+            staging=staging,
             renderer=renderer,
             billing=billing,
             settings=settings.worker,

@@ -7,10 +7,26 @@ from dataclasses import dataclass
 import grpc
 from vidflow.billing.v1 import billing_pb2, billing_service_pb2, billing_service_pb2_grpc
 from vidflow.moderation.v1 import moderation_pb2, moderation_service_pb2, moderation_service_pb2_grpc
-from vidflow.render.v1 import render_service_pb2, render_service_pb2_grpc
+from vidflow.render.v1 import render_pb2, render_service_pb2, render_service_pb2_grpc
 
 from services.jobs.domain.job import Asset
 from services.jobs.domain.video_spec import VideoSpec
+
+
+@dataclass(frozen=True)
+class ReferenceImage:
+    data: bytes
+    content_type: str
+    filename: str = ""
+
+
+@dataclass(frozen=True)
+class PreparedReference:
+    index: int
+    object_key: str
+    content_type: str
+    data: bytes
+    filename: str = ""
 
 
 @dataclass(frozen=True)
@@ -28,12 +44,36 @@ class ModerationClient:
         response = await self._stub.ModeratePrompt(
             moderation_service_pb2.ModeratePromptRequest(job_id=job_id, owner_id=owner_id, prompt=prompt)
         )
-        decision = response.decision
-        return ModerationVerdict(
-            approved=decision.verdict == moderation_pb2.VERDICT_APPROVED,
-            category=decision.category,
-            reason=decision.reason,
+        return _verdict(response.decision)
+
+    async def check_images(
+        self, *, job_id: str, owner_id: str, images: list[PreparedReference]
+    ) -> ModerationVerdict:
+        response = await self._stub.ModerateImages(
+            moderation_service_pb2.ModerateImagesRequest(
+                job_id=job_id,
+                owner_id=owner_id,
+                images=[
+                    moderation_service_pb2.ImageToModerate(
+                        index=image.index,
+                        data=image.data,
+                        content_type=image.content_type,
+                        filename=image.filename,
+                    )
+                    for image in images
+                ],
+            ),
+            timeout=60,
         )
+        return _verdict(response.decision)
+
+
+def _verdict(decision: moderation_pb2.ModerationDecision) -> ModerationVerdict:
+    return ModerationVerdict(
+        approved=decision.verdict == moderation_pb2.VERDICT_APPROVED,
+        category=decision.category,
+        reason=decision.reason,
+    )
 
 
 class BillingClient:
@@ -69,6 +109,35 @@ def _spec(spec: VideoSpec) -> billing_pb2.VideoSpec:
 class RendererClient:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._stub = render_service_pb2_grpc.RenderServiceStub(channel)
+
+    async def prepare_references(
+        self, *, job_id: str, owner_id: str, images: list[ReferenceImage], target_size: str, pad: bool
+    ) -> list[PreparedReference]:
+        response = await self._stub.PrepareReferences(
+            render_service_pb2.PrepareReferencesRequest(
+                job_id=job_id,
+                owner_id=owner_id,
+                images=[
+                    render_pb2.ReferenceImageUpload(
+                        data=image.data, declared_content_type=image.content_type, filename=image.filename
+                    )
+                    for image in images
+                ],
+                target_size=target_size,
+                fit=render_pb2.REFERENCE_FIT_PAD if pad else render_pb2.REFERENCE_FIT_CROP,
+            ),
+            timeout=60,
+        )
+        return [
+            PreparedReference(
+                index=prepared.index,
+                object_key=prepared.object_key,
+                content_type=prepared.content_type,
+                data=prepared.data,
+                filename=images[prepared.index].filename if prepared.index < len(images) else "",
+            )
+            for prepared in response.references
+        ]
 
     async def ingest(
         self, *, job_id: str, owner_id: str, staging_key: str, expected_seconds: int, expected_size: str

@@ -86,6 +86,7 @@ jobs = Table(
     Column("last_progress_at", DateTime(timezone=True)),
     Column("poll_interval_seconds", Float),
     Column("api_key_id", String(64), nullable=False, server_default=""),
+    Column("reference_keys", ARRAY(Text), nullable=False, server_default="{}"),
     Index("jobs_owner_created", "owner_id", "created_at", "id"),
     Index(
         "jobs_owner_request", "owner_id", "request_id", unique=True, postgresql_where="request_id IS NOT NULL"
@@ -253,6 +254,21 @@ class JobStore:
                 )
             ).one_or_none()
         return _to_job(row) if row else None
+
+    async def set_references(self, job: Job, keys: Sequence[str]) -> Job:
+        """Record where a job's prepared references are, while it is being admitted."""
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job.id, jobs.c.stage == Stage.ADMITTING.value)
+                    .values(reference_keys=list(keys))
+                    .returning(jobs)
+                )
+            ).one_or_none()
+        if row is None:
+            raise StaleJob(job.id)
+        return _to_job(row)
 
     async def delete_admitting(self, job_id: str) -> None:
         """Forget a job whose admission was refused before anything was published or charged."""
@@ -545,4 +561,5 @@ def _to_job(row: Any) -> Job:
         poll_interval_seconds=row.poll_interval_seconds,
         queue_position=getattr(row, "queue_position", 0) or 0,
         api_key_id=row.api_key_id,
+        reference_keys=tuple(row.reference_keys or ()),
     )

@@ -32,6 +32,7 @@ def job_to_proto(job: Job) -> jobs_pb2.Job:
         progress=job.progress,
         cost_credits=job.cost_credits,
         queue_position=job.queue_position,
+        reference_image_count=len(job.reference_keys),
     )
     message.create_time.CopyFrom(_timestamp(job.created_at))
     if job.completed_at:

@@ -30,6 +30,7 @@ from services.jobs.provider import (
     AssetVariant,
     ProviderError,
     ProviderErrorKind,
+    ReferenceFile,
     UpstreamStatus,
     VideoProvider,
 )
@@ -193,12 +194,14 @@ class JobWorker:
         assert job.deployment is not None and job.upstream_model is not None
         try:
             deployment = job.deployment
+            reference = await self._first_reference(job)
             upstream = await self._providers[deployment].create(
                 job.spec,
                 model=job.upstream_model,
                 idempotency_key=job.id,
                 not_before=job.created_at,
                 claimed=lambda upstream_id: self._store.upstream_claimed(deployment, upstream_id),
+                reference=reference,
             )
         except ProviderError as error:
             if error.kind.retryable:
@@ -209,6 +212,18 @@ class JobWorker:
         await self._store.move(
             job, Stage.GENERATING, Changes(upstream_id=upstream.id, progress=upstream.progress)
         )
+
+    async def _first_reference(self, job: Job) -> ReferenceFile | None:
+        """The OpenAI contract takes one input_reference: the first image the client sent. All of
+        them were moderated; the rest stay with the job for providers that take several."""
+        if not job.reference_keys:
+            return None
+        key = job.reference_keys[0]
+        extension = key.rsplit(".", 1)[-1]
+        content_type = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}.get(
+            extension, "image/png"
+        )
+        return ReferenceFile(await self._staging.read(key), content_type, f"reference.{extension}")
 
     async def _fail_over_or_wait(self, job: Job, error: ProviderError) -> None:
         """The deployment keeps failing: hand the job to the next one serving its model, if any."""

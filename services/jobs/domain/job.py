@@ -59,6 +59,8 @@ class Job:
     queue_position: int = 0
     # The API key that created the job, whose budget its hold counts against.
     api_key_id: str = ""
+    # Object keys of the prepared reference images, in the client's order.
+    reference_keys: tuple[str, ...] = ()
 
     @property
     def status(self) -> Status:

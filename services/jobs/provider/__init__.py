@@ -80,6 +80,15 @@ class AssetVariant(enum.StrEnum):
     SPRITESHEET = "spritesheet"
 
 
+@dataclass(frozen=True)
+class ReferenceFile:
+    """A prepared reference image, sent as OpenAI's `input_reference` upload."""
+
+    data: bytes
+    content_type: str
+    filename: str
+
+
 class VideoProvider(Protocol):
     async def create(
         self,
@@ -89,6 +98,7 @@ class VideoProvider(Protocol):
         idempotency_key: str,
         not_before: datetime,
         claimed: Callable[[str], Awaitable[bool]],
+        reference: ReferenceFile | None = None,
     ) -> UpstreamVideo:
         """Start a video; never start a second one for the same key, even after a lost answer.
         `not_before` bounds the search for a video an earlier attempt may have created, and

@@ -20,6 +20,7 @@ from services.jobs.provider import (
     AssetVariant,
     ProviderError,
     ProviderErrorKind,
+    ReferenceFile,
     UpstreamStatus,
     UpstreamVideo,
 )
@@ -60,6 +61,7 @@ class OpenAIVideosProvider:
         idempotency_key: str,
         not_before: datetime,
         claimed: Callable[[str], Awaitable[bool]],
+        reference: ReferenceFile | None = None,
     ) -> UpstreamVideo:
         body = {"model": model, "prompt": spec.prompt, "seconds": str(spec.seconds), "size": spec.size}
         answer_lost = False
@@ -75,7 +77,10 @@ class OpenAIVideosProvider:
             try:
                 # The same Idempotency-Key on every try, for providers that honour it.
                 async with await self._request(
-                    "POST", "/videos", json=body, headers={"Idempotency-Key": idempotency_key}
+                    "POST",
+                    "/videos",
+                    headers={"Idempotency-Key": idempotency_key},
+                    **_create_payload(body, reference),
                 ) as response:
                     return _video_from(await _json_or_raise(response), response)
             except ProviderError as error:
@@ -162,6 +167,20 @@ class OpenAIVideosProvider:
             )
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")
+
+
+def _create_payload(body: dict[str, str], reference: ReferenceFile | None) -> dict[str, Any]:
+    """JSON without a reference; multipart with the image as `input_reference` (built per try:
+    a form body is consumed once it is sent)."""
+    if reference is None:
+        return {"json": body}
+    form = aiohttp.FormData()
+    for name, value in body.items():
+        form.add_field(name, value)
+    form.add_field(
+        "input_reference", reference.data, filename=reference.filename, content_type=reference.content_type
+    )
+    return {"data": form}
 
 
 def _backoff(attempt: int, base: float = 0.5, cap: float = 20.0) -> float:
