@@ -10,4 +10,5 @@ from __future__ import annotations
 BENCHMARKS = {
     "provider_tracking": "bench.provider_tracking",
     "billing_throughput": "bench.billing_throughput",
+    "reference_images": "bench.reference_images",
 }

@@ -8,7 +8,9 @@ from vidflow.render.v1 import render_pb2, render_service_pb2, render_service_pb2
 
 from services.renderer.delivery import AssetUrls
 from services.renderer.domain import AssetVariant, MediaProbe, StoredAsset
+from services.renderer.domain.references import Fit, StoredReference
 from services.renderer.ingest import Ingestor
+from services.renderer.references import ReferencePreparer, ReferenceUpload
 
 _TO_PROTO = {
     AssetVariant.VIDEO: render_pb2.ASSET_VARIANT_VIDEO,
@@ -17,12 +19,18 @@ _TO_PROTO = {
 }
 _FROM_PROTO = {value: key for key, value in _TO_PROTO.items()}
 _FROM_PROTO[render_pb2.ASSET_VARIANT_UNSPECIFIED] = AssetVariant.VIDEO
+_FIT_FROM_PROTO = {
+    render_pb2.REFERENCE_FIT_UNSPECIFIED: Fit.CROP,
+    render_pb2.REFERENCE_FIT_CROP: Fit.CROP,
+    render_pb2.REFERENCE_FIT_PAD: Fit.PAD,
+}
 
 
 class RenderApi(render_service_pb2_grpc.RenderServiceServicer):
-    def __init__(self, ingestor: Ingestor, urls: AssetUrls) -> None:
+    def __init__(self, ingestor: Ingestor, urls: AssetUrls, references: ReferencePreparer) -> None:
         self._ingestor = ingestor
         self._urls = urls
+        self._references = references
 
     async def IngestVideo(
         self, request: render_service_pb2.IngestVideoRequest, context: grpc.aio.ServicerContext
@@ -46,6 +54,44 @@ class RenderApi(render_service_pb2_grpc.RenderServiceServicer):
         response = render_service_pb2.GetAssetUrlResponse(url=signed.url, asset=_asset_to_proto(signed.asset))
         response.expire_time.FromDatetime(signed.expire_time)
         return response
+
+    async def PrepareReferences(
+        self, request: render_service_pb2.PrepareReferencesRequest, context: grpc.aio.ServicerContext
+    ) -> render_service_pb2.PrepareReferencesResponse:
+        fit = _FIT_FROM_PROTO.get(request.fit)
+        if fit is None:
+            raise ServiceError(ErrorKind.INVALID_ARGUMENT, "unknown reference fit", param="fit")
+        stored = await self._references.prepare(
+            job_id=request.job_id,
+            owner_id=request.owner_id,
+            images=[
+                ReferenceUpload(image.data, image.declared_content_type, image.filename)
+                for image in request.images
+            ],
+            target_size=request.target_size,
+            fit=fit,
+        )
+        return render_service_pb2.PrepareReferencesResponse(
+            references=[_reference_to_proto(ref) for ref in stored]
+        )
+
+
+def _reference_to_proto(ref: StoredReference) -> render_pb2.PreparedReference:
+    image = ref.image
+    proto = render_pb2.PreparedReference(
+        index=image.index,
+        object_key=ref.object_key,
+        content_type=image.content_type,
+        detected_format=image.detected_format.value,
+        original_width=image.original_width,
+        original_height=image.original_height,
+        width=image.width,
+        height=image.height,
+        size_bytes=len(image.data),
+        data=image.data,
+    )
+    proto.expire_time.FromDatetime(ref.expires_at)
+    return proto
 
 
 def _asset_to_proto(asset: StoredAsset) -> render_pb2.StoredAsset:

@@ -1,7 +1,9 @@
-"""Wiring only: database engine, S3 client, use cases, gRPC server."""
+"""Wiring only: database engine, S3 client, use cases, the reference sweeper, gRPC server."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -14,12 +16,15 @@ from vidflow.render.v1 import render_service_pb2, render_service_pb2_grpc
 from services.renderer.api import RenderApi
 from services.renderer.config import Settings
 from services.renderer.delivery import AssetUrls
+from services.renderer.domain.references import REFERENCE_TTL, REFERENCES_PREFIX, Limits
 from services.renderer.ingest import Ingestor
 from services.renderer.media_store import MediaStore
-from services.renderer.store import SCHEMA, AssetStore
+from services.renderer.references import ReferencePreparer, ReferenceSweeper
+from services.renderer.store import SCHEMA, AssetStore, ReferenceStore
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SERVICE_NAME = render_service_pb2.DESCRIPTOR.services_by_name["RenderService"].full_name
+REFERENCE_RULE_ID = "vidflow-expire-references"
 
 
 def migrate(settings: Settings) -> None:
@@ -34,11 +39,26 @@ async def serve(settings: Settings) -> AsyncIterator[RunningServer]:
         s3 = make_s3_client(settings.s3)
         await ensure_bucket(s3, settings.s3.bucket)
         media = MediaStore(s3, settings.s3.bucket)
+        # Best effort: the sweeper below expires references whether or not the store takes this.
+        await media.expire_prefix(f"{REFERENCES_PREFIX}/", days=REFERENCE_TTL.days, rule_id=REFERENCE_RULE_ID)
         assets = AssetStore(engine)
+        references = ReferenceStore(engine)
+        sweeper = ReferenceSweeper(media, references)
+        sweeping = asyncio.create_task(
+            sweeper.run(settings.reference_sweep_seconds), name="reference-sweeper"
+        )
+        stack.push_async_callback(_cancel, sweeping)
         api = RenderApi(
             Ingestor(media, assets, max_source_bytes=settings.max_source_bytes),
             AssetUrls(media, assets, ttl_seconds=settings.url_ttl_seconds),
+            ReferencePreparer(
+                media,
+                references,
+                Limits(max_bytes=settings.max_reference_bytes, max_pixels=settings.max_reference_pixels),
+                max_concurrent_decodes=settings.reference_decodes,
+            ),
         )
+        # servicekit's servers accept 64 MiB messages: five 10 MB uploads still reach our checks.
         running = await create_server(
             settings.grpc_listen_address,
             service_names=[SERVICE_NAME],
@@ -47,3 +67,9 @@ async def serve(settings: Settings) -> AsyncIterator[RunningServer]:
         )
         stack.push_async_callback(running.stop_gracefully, settings.grpc_drain_seconds)
         yield running
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -14,6 +14,10 @@ class Settings:
     grpc_drain_seconds: float = 10.0
     url_ttl_seconds: int = 300
     max_source_bytes: int = 2 * 1024**3
+    max_reference_bytes: int = 10 * 1024 * 1024
+    max_reference_pixels: int = 40_000_000
+    reference_sweep_seconds: float = 600.0
+    reference_decodes: int = 2
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -30,4 +34,10 @@ class Settings:
             grpc_drain_seconds=env_float("GRPC_DRAIN_SECONDS", cls.grpc_drain_seconds),
             url_ttl_seconds=env_int("RENDERER_URL_TTL_SECONDS", cls.url_ttl_seconds),
             max_source_bytes=env_int("RENDERER_MAX_SOURCE_BYTES", cls.max_source_bytes),
+            max_reference_bytes=env_int("RENDERER_MAX_REFERENCE_BYTES", cls.max_reference_bytes),
+            max_reference_pixels=env_int("RENDERER_MAX_REFERENCE_PIXELS", cls.max_reference_pixels),
+            reference_sweep_seconds=env_float(
+                "RENDERER_REFERENCE_SWEEP_SECONDS", cls.reference_sweep_seconds
+            ),
+            reference_decodes=env_int("RENDERER_REFERENCE_DECODES", cls.reference_decodes),
         )

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from minio import Minio
+from minio.commonconfig import ENABLED, Filter
 from minio.deleteobjects import DeleteObject
-from minio.error import S3Error
+from minio.error import MinioException, S3Error
+from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
+
+log = logging.getLogger(__name__)
 
 _MISSING = {"NoSuchKey", "NoSuchObject", "ResourceNotFound"}
 
@@ -54,6 +60,44 @@ class MediaStore:
             file_path=str(path),
             content_type=content_type,
         )
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        await asyncio.to_thread(
+            self._client.put_object,
+            bucket_name=self._bucket,
+            object_name=key,
+            data=io.BytesIO(data),
+            length=len(data),
+            content_type=content_type,
+        )
+
+    async def expire_prefix(self, prefix: str, *, days: int, rule_id: str) -> bool:
+        """Have the store itself delete objects under `prefix` after `days`; False if it refuses.
+
+        The bucket keeps its other lifecycle rules: ours is added or replaced by `rule_id`.
+        Some S3 implementations (SeaweedFS among them) do not take lifecycle rules; callers
+        must not rely on this alone.
+        """
+
+        def configure() -> None:
+            current = self._client.get_bucket_lifecycle(bucket_name=self._bucket)
+            others = [rule for rule in (current.rules if current else []) if rule.rule_id != rule_id]
+            ours = Rule(
+                ENABLED, rule_filter=Filter(prefix=prefix), rule_id=rule_id, expiration=Expiration(days=days)
+            )
+            self._client.set_bucket_lifecycle(
+                bucket_name=self._bucket, config=LifecycleConfig([*others, ours])
+            )
+
+        try:
+            await asyncio.to_thread(configure)
+        except (MinioException, ValueError) as exc:
+            log.warning(
+                "the object store refused a lifecycle rule; the sweeper alone expires objects",
+                extra={"prefix": prefix, "error": str(exc)},
+            )
+            return False
+        return True
 
     async def delete(self, keys: Iterable[str]) -> None:
         def remove() -> None:

@@ -1,8 +1,10 @@
-"""Asset records in PostgreSQL (schema `renderer`): one row per (job, variant)."""
+"""Records in PostgreSQL (schema `renderer`): assets, one row per (job, variant), and reference
+images, one row per (job, image index) until they expire."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -12,16 +14,20 @@ from sqlalchemy import (
     Integer,
     MetaData,
     PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
     Text,
+    delete,
     func,
     select,
+    tuple_,
 )
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.renderer.domain import AssetVariant, MediaProbe, StoredAsset
+from services.renderer.domain.references import StoredReference
 
 SCHEMA = "renderer"
 metadata = MetaData(schema=SCHEMA)
@@ -43,6 +49,27 @@ assets = Table(
     Column("size_bytes", BigInteger, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("job_id", "variant", name="assets_pkey"),
+)
+
+reference_images = Table(
+    "reference_images",
+    metadata,
+    Column("job_id", String(128), nullable=False),
+    Column("image_index", SmallInteger, nullable=False),
+    Column("owner_id", String(128), nullable=False),
+    Column("object_key", Text, nullable=False),
+    Column("content_type", String(64), nullable=False),
+    Column("declared_content_type", String(255), nullable=False),
+    Column("detected_format", String(16), nullable=False),
+    Column("source_bytes", BigInteger, nullable=False),
+    Column("original_width", Integer, nullable=False),
+    Column("original_height", Integer, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("job_id", "image_index", name="reference_images_pkey"),
 )
 
 
@@ -112,3 +139,93 @@ def _from_row(row: object) -> StoredAsset:
             size_bytes=m["size_bytes"],
         ),
     )
+
+
+class _OtherOwner(Exception):
+    pass
+
+
+class ReferenceStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def record(self, stored: Sequence[StoredReference]) -> bool:
+        """Insert or refresh the job's rows in one transaction, keyed by (job, index), so a retry
+        overwrites its own rows. False, and nothing written, when the job's rows belong to another owner.
+        """
+        if not stored:
+            return True
+        rows = [
+            {
+                "job_id": ref.job_id,
+                "image_index": ref.image.index,
+                "owner_id": ref.owner_id,
+                "object_key": ref.object_key,
+                "content_type": ref.image.content_type,
+                "declared_content_type": ref.image.declared_content_type[:255],
+                "detected_format": ref.image.detected_format.value,
+                "source_bytes": ref.image.source_bytes,
+                "original_width": ref.image.original_width,
+                "original_height": ref.image.original_height,
+                "width": ref.image.width,
+                "height": ref.image.height,
+                "size_bytes": len(ref.image.data),
+                "created_at": ref.created_at,
+                "expires_at": ref.expires_at,
+            }
+            for ref in stored
+        ]
+        statement = insert(reference_images).values(rows)
+        refreshed = {
+            name: statement.excluded[name]
+            for name in rows[0]
+            if name not in {"job_id", "image_index", "owner_id"}
+        }
+        upsert = statement.on_conflict_do_update(
+            index_elements=["job_id", "image_index"],
+            set_=refreshed,
+            where=reference_images.c.owner_id == statement.excluded.owner_id,
+        ).returning(reference_images.c.image_index)
+        try:
+            async with self._engine.begin() as conn:
+                written = (await conn.execute(upsert)).all()
+                if len(written) != len(rows):
+                    raise _OtherOwner  # leaving the block by an exception rolls the upsert back
+        except _OtherOwner:
+            return False
+        return True
+
+    async def sweep_batch(
+        self, now: datetime, limit: int, delete_objects: Callable[[list[str]], Awaitable[None]]
+    ) -> int:
+        """Delete up to `limit` expired rows and, before they commit, their objects.
+
+        Rows are locked with SKIP LOCKED, so replicas sweeping at once take disjoint batches. If
+        deleting the objects fails, the transaction rolls back and the rows wait for the next pass;
+        deleting an object that is already gone succeeds, so a repeated pass is harmless.
+        """
+        async with self._engine.begin() as conn:
+            expired = (
+                await conn.execute(
+                    select(
+                        reference_images.c.job_id,
+                        reference_images.c.image_index,
+                        reference_images.c.object_key,
+                    )
+                    .where(reference_images.c.expires_at <= now)
+                    .order_by(reference_images.c.expires_at)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not expired:
+                return 0
+            await delete_objects([row.object_key for row in expired])
+            await conn.execute(
+                delete(reference_images).where(
+                    tuple_(reference_images.c.job_id, reference_images.c.image_index).in_(
+                        [(row.job_id, row.image_index) for row in expired]
+                    )
+                )
+            )
+        return len(expired)

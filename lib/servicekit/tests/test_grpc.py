@@ -42,6 +42,12 @@ class ScriptedModeration(moderation_service_pb2_grpc.ModerationServiceServicer):
     async def ModeratePrompt(self, request: Request, context: grpc.aio.ServicerContext) -> Response:
         return await self.behaviour(request)
 
+    async def ModerateImages(
+        self, request: moderation_service_pb2.ModerateImagesRequest, context: grpc.aio.ServicerContext
+    ) -> moderation_service_pb2.ModerateImagesResponse:
+        # Only ModeratePrompt is scripted; the library is exercised through that one RPC.
+        raise ServiceError(ErrorKind.FAILED_PRECONDITION, "not scripted")
+
 
 @dataclass
 class Harness:
