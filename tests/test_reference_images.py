@@ -178,3 +178,9 @@ def test_the_bomb_really_declares_ten_billion_pixels():
     bomb = _png_bomb()
     assert struct.unpack(">II", bomb[16:24]) == (100_000, 100_000)
     assert len(bomb) < 200  # tiny on the wire, ruinous if decoded
+
+
+async def test_a_zero_byte_upload_is_refused_as_empty(stack, funded):
+    status, body = await _create_multipart(stack, funded, [(b"", "nothing.png", "image/png")])
+    assert status == 400
+    assert body["error"]["param"] == "input_reference[0]" and "empty" in body["error"]["message"]
