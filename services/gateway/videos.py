@@ -76,6 +76,48 @@ async def create_video(request: web.Request) -> web.Response:
     return _job_response(response.job)
 
 
+@routes.delete("/v1/videos/{video_id}")
+async def delete_video(request: web.Request) -> web.Response:
+    """Deletes a finished video and every stored file of it (OpenAI's delete)."""
+    principal = principal_of(request)
+    video_id = request.match_info["video_id"][:128]
+    stub: jobs_service_pb2_grpc.JobsServiceStub = request.app[JOBS_STUB]
+    await stub.DeleteJob(jobs_service_pb2.DeleteJobRequest(owner_id=principal.user_id, job_id=video_id))
+    return web.json_response({"id": video_id, "object": "video.deleted", "deleted": True})
+
+
+@routes.get("/v1/videos/{video_id}/renditions")
+async def list_renditions(request: web.Request) -> web.Response:
+    """Vidflow extension: the renditions ladder, each with a short-lived presigned URL."""
+    job = await _owned_job(request)
+    render: render_service_pb2_grpc.RenderServiceStub = request.app[RENDER_STUB]
+    answer = await render.ListRenditions(
+        render_service_pb2.ListRenditionsRequest(owner_id=job.owner_id, job_id=job.id)
+    )
+    return web.json_response(
+        {
+            "object": "list",
+            "video_id": job.id,
+            "data": [
+                {
+                    "object": "video.rendition",
+                    "name": rendition.name,
+                    "width": rendition.width,
+                    "height": rendition.height,
+                    "bit_rate": rendition.bit_rate,
+                    "has_audio": rendition.has_audio,
+                    "content_type": rendition.content_type,
+                    "size_bytes": rendition.size_bytes,
+                    "url": rendition.url,
+                    "expires_at": rendition.url_expire_time.seconds,
+                }
+                for rendition in answer.renditions
+            ],
+            "hls_master_url": answer.hls_master_url or None,
+        }
+    )
+
+
 @routes.post("/v1/videos/{video_id}/cancel")
 async def cancel_video(request: web.Request) -> web.Response:
     """Vidflow extension: stop a video that has not finished; its credit hold is released."""

@@ -8,6 +8,7 @@ from vidflow.jobs.v1 import jobs_pb2, jobs_service_pb2, jobs_service_pb2_grpc
 
 from services.jobs.admission import Admission, JobRequest
 from services.jobs.cancellation import Cancellation
+from services.jobs.deletion import Deletion
 from services.jobs.domain.routing import Registry
 from services.jobs.intake import Outcome, ProviderEventIntake
 from services.jobs.peers import ReferenceImage
@@ -26,9 +27,11 @@ class JobsApi(jobs_service_pb2_grpc.JobsServiceServicer):
         intake: ProviderEventIntake,
         registry: Registry,
         cancellation: Cancellation,
+        deletion: Deletion,
     ) -> None:
         self._admission = admission
         self._cancellation = cancellation
+        self._deletion = deletion
         self._store = store
         self._intake = intake
         self._registry = registry
@@ -90,6 +93,12 @@ class JobsApi(jobs_service_pb2_grpc.JobsServiceServicer):
             jobs=[job_to_proto(job) for job in jobs],
             next_page_token=jobs[-1].id if has_more and jobs else "",
         )
+
+    async def DeleteJob(
+        self, request: jobs_service_pb2.DeleteJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_service_pb2.DeleteJobResponse:
+        await self._deletion.delete(owner_id=request.owner_id, job_id=request.job_id)
+        return jobs_service_pb2.DeleteJobResponse(job_id=request.job_id)
 
     async def RecordProviderEvent(
         self, request: jobs_service_pb2.RecordProviderEventRequest, context: grpc.aio.ServicerContext

@@ -22,6 +22,7 @@ from services.jobs.api import JobsApi
 from services.jobs.budget import RequestBudget
 from services.jobs.cancellation import Cancellation
 from services.jobs.config import Settings
+from services.jobs.deletion import Deletion
 from services.jobs.intake import ProviderEventIntake
 from services.jobs.peers import BillingClient, ModerationClient, RendererClient
 from services.jobs.provider.openai_videos import OpenAIVideosProvider
@@ -122,7 +123,9 @@ async def serve(settings: Settings) -> AsyncIterator[RunningJobs]:
         stack.push_async_callback(stop_background)
         intake = ProviderEventIntake(store, on_applied=worker.wake)
         cancellation = Cancellation(store, on_cancelled=worker.wake)
-        api = JobsApi(admission, store, intake, settings.provider.registry, cancellation)
+        api = JobsApi(
+            admission, store, intake, settings.provider.registry, cancellation, Deletion(store, renderer)
+        )
         running = await create_server(
             settings.grpc_listen_address,
             service_names=[SERVICE_NAME],

@@ -139,6 +139,12 @@ class RendererClient:
             for prepared in response.references
         ]
 
+    async def delete_assets(self, *, job_id: str, owner_id: str) -> int:
+        response = await self._stub.DeleteAssets(
+            render_service_pb2.DeleteAssetsRequest(job_id=job_id, owner_id=owner_id), timeout=60
+        )
+        return response.deleted_objects
+
     async def ingest(
         self, *, job_id: str, owner_id: str, staging_key: str, expected_seconds: int, expected_size: str
     ) -> Asset:

@@ -270,6 +270,15 @@ class JobStore:
             raise StaleJob(job.id)
         return _to_job(row)
 
+    async def delete_finished(self, job: Job) -> None:
+        """Forget a completed or failed job (its assets are already gone)."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                jobs.delete().where(
+                    jobs.c.id == job.id, jobs.c.stage.in_([Stage.COMPLETED.value, Stage.FAILED.value])
+                )
+            )
+
     async def delete_admitting(self, job_id: str) -> None:
         """Forget a job whose admission was refused before anything was published or charged."""
         async with self._engine.begin() as conn:
