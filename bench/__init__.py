@@ -11,4 +11,5 @@ BENCHMARKS = {
     "provider_tracking": "bench.provider_tracking",
     "billing_throughput": "bench.billing_throughput",
     "reference_images": "bench.reference_images",
+    "renditions_ladder": "bench.renditions_ladder",
 }

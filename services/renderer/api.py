@@ -6,11 +6,14 @@ import grpc
 from servicekit.errors import ErrorKind, ServiceError
 from vidflow.render.v1 import render_pb2, render_service_pb2, render_service_pb2_grpc
 
+from services.renderer.deletion import AssetDeleter
 from services.renderer.delivery import AssetUrls
 from services.renderer.domain import AssetVariant, MediaProbe, StoredAsset
 from services.renderer.domain.references import Fit, StoredReference
+from services.renderer.domain.renditions import RenditionRecord
 from services.renderer.ingest import Ingestor
 from services.renderer.references import ReferencePreparer, ReferenceUpload
+from services.renderer.renditions import RenditionOptions
 
 _TO_PROTO = {
     AssetVariant.VIDEO: render_pb2.ASSET_VARIANT_VIDEO,
@@ -27,22 +30,47 @@ _FIT_FROM_PROTO = {
 
 
 class RenderApi(render_service_pb2_grpc.RenderServiceServicer):
-    def __init__(self, ingestor: Ingestor, urls: AssetUrls, references: ReferencePreparer) -> None:
+    def __init__(
+        self, ingestor: Ingestor, urls: AssetUrls, references: ReferencePreparer, deleter: AssetDeleter
+    ) -> None:
         self._ingestor = ingestor
         self._urls = urls
         self._references = references
+        self._deleter = deleter
+
+    async def DeleteAssets(
+        self, request: render_service_pb2.DeleteAssetsRequest, context: grpc.aio.ServicerContext
+    ) -> render_service_pb2.DeleteAssetsResponse:
+        deleted = await self._deleter.delete(owner_id=request.owner_id, job_id=request.job_id)
+        return render_service_pb2.DeleteAssetsResponse(deleted_objects=deleted)
 
     async def IngestVideo(
         self, request: render_service_pb2.IngestVideoRequest, context: grpc.aio.ServicerContext
     ) -> render_service_pb2.IngestVideoResponse:
-        asset = await self._ingestor.ingest(
+        asset, renditions = await self._ingestor.ingest(
             job_id=request.job_id,
             owner_id=request.owner_id,
             staging_key=request.staging_key,
             expected_seconds=request.expected_seconds,
             expected_size=request.expected_size,
+            options=RenditionOptions(upscale=request.renditions.upscale, hls=request.renditions.hls),
         )
-        return render_service_pb2.IngestVideoResponse(asset=_asset_to_proto(asset))
+        return render_service_pb2.IngestVideoResponse(
+            asset=_asset_to_proto(asset), renditions=[_rendition_to_proto(r) for r in renditions]
+        )
+
+    async def ListRenditions(
+        self, request: render_service_pb2.ListRenditionsRequest, context: grpc.aio.ServicerContext
+    ) -> render_service_pb2.ListRenditionsResponse:
+        signed = await self._urls.renditions_for(owner_id=request.owner_id, job_id=request.job_id)
+        response = render_service_pb2.ListRenditionsResponse(hls_master_url=signed.hls_master_url)
+        response.expire_time.FromDatetime(signed.expire_time)
+        for record, url in signed.renditions:
+            proto = _rendition_to_proto(record)
+            proto.url = url
+            proto.url_expire_time.FromDatetime(signed.expire_time)
+            response.renditions.append(proto)
+        return response
 
     async def GetAssetUrl(
         self, request: render_service_pb2.GetAssetUrlRequest, context: grpc.aio.ServicerContext
@@ -92,6 +120,20 @@ def _reference_to_proto(ref: StoredReference) -> render_pb2.PreparedReference:
     )
     proto.expire_time.FromDatetime(ref.expires_at)
     return proto
+
+
+def _rendition_to_proto(record: RenditionRecord) -> render_pb2.Rendition:
+    return render_pb2.Rendition(
+        name=record.name,
+        width=record.width,
+        height=record.height,
+        bit_rate=record.bit_rate,
+        has_audio=record.has_audio,
+        remuxed=record.remuxed,
+        object_key=record.object_key,
+        content_type=record.content_type,
+        size_bytes=record.size_bytes,
+    )
 
 
 def _asset_to_proto(asset: StoredAsset) -> render_pb2.StoredAsset:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
+import imageio_ffmpeg
 from servicekit.db import make_engine, upgrade_schema
 from servicekit.grpcserver import RunningServer, create_server
 from servicekit.storage import ensure_bucket, make_s3_client
@@ -15,12 +16,15 @@ from vidflow.render.v1 import render_service_pb2, render_service_pb2_grpc
 
 from services.renderer.api import RenderApi
 from services.renderer.config import Settings
+from services.renderer.deletion import AssetDeleter
 from services.renderer.delivery import AssetUrls
 from services.renderer.domain.references import REFERENCE_TTL, REFERENCES_PREFIX, Limits
+from services.renderer.domain.renditions import parse_ladder
 from services.renderer.ingest import Ingestor
 from services.renderer.media_store import MediaStore
 from services.renderer.references import ReferencePreparer, ReferenceSweeper
-from services.renderer.store import SCHEMA, AssetStore, ReferenceStore
+from services.renderer.renditions import RenditionMaker
+from services.renderer.store import SCHEMA, AssetStore, ReferenceStore, RenditionStore
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SERVICE_NAME = render_service_pb2.DESCRIPTOR.services_by_name["RenderService"].full_name
@@ -43,20 +47,29 @@ async def serve(settings: Settings) -> AsyncIterator[RunningServer]:
         await media.expire_prefix(f"{REFERENCES_PREFIX}/", days=REFERENCE_TTL.days, rule_id=REFERENCE_RULE_ID)
         assets = AssetStore(engine)
         references = ReferenceStore(engine)
+        rendition_rows = RenditionStore(engine)
         sweeper = ReferenceSweeper(media, references)
         sweeping = asyncio.create_task(
             sweeper.run(settings.reference_sweep_seconds), name="reference-sweeper"
         )
         stack.push_async_callback(_cancel, sweeping)
+        maker = RenditionMaker(
+            media,
+            rendition_rows,
+            ffmpeg=settings.ffmpeg or imageio_ffmpeg.get_ffmpeg_exe(),
+            ladder=parse_ladder(settings.ladder),
+            timeout_seconds=settings.transcode_timeout_seconds,
+        )
         api = RenderApi(
-            Ingestor(media, assets, max_source_bytes=settings.max_source_bytes),
-            AssetUrls(media, assets, ttl_seconds=settings.url_ttl_seconds),
+            Ingestor(media, assets, maker, max_source_bytes=settings.max_source_bytes),
+            AssetUrls(media, assets, rendition_rows, ttl_seconds=settings.url_ttl_seconds),
             ReferencePreparer(
                 media,
                 references,
                 Limits(max_bytes=settings.max_reference_bytes, max_pixels=settings.max_reference_pixels),
                 max_concurrent_decodes=settings.reference_decodes,
             ),
+            AssetDeleter(media, assets),
         )
         # servicekit's servers accept 64 MiB messages: five 10 MB uploads still reach our checks.
         running = await create_server(

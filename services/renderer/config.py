@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from servicekit.config import env_float, env_int, env_str
 from servicekit.storage import S3Settings
 
+from services.renderer.domain.renditions import DEFAULT_LADDER
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -18,6 +20,11 @@ class Settings:
     max_reference_pixels: int = 40_000_000
     reference_sweep_seconds: float = 600.0
     reference_decodes: int = 2
+    # Heights of the renditions ladder, applied to the source's short side.
+    ladder: str = DEFAULT_LADDER
+    # Path of ffmpeg; empty means the static build imageio-ffmpeg ships.
+    ffmpeg: str = ""
+    transcode_timeout_seconds: float = 600.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -40,4 +47,9 @@ class Settings:
                 "RENDERER_REFERENCE_SWEEP_SECONDS", cls.reference_sweep_seconds
             ),
             reference_decodes=env_int("RENDERER_REFERENCE_DECODES", cls.reference_decodes),
+            ladder=env_str("RENDERER_LADDER", cls.ladder),
+            ffmpeg=env_str("RENDERER_FFMPEG", cls.ffmpeg),
+            transcode_timeout_seconds=env_float(
+                "RENDERER_TRANSCODE_TIMEOUT_SECONDS", cls.transcode_timeout_seconds
+            ),
         )

@@ -31,20 +31,47 @@ from services.renderer.domain import (
     parse_expectation,
     require_id,
 )
+from services.renderer.domain.renditions import RenditionRecord
 from services.renderer.media_store import MediaStore
 from services.renderer.probe import probe_image, probe_video
+from services.renderer.renditions import RenditionMaker, RenditionOptions
 from services.renderer.store import AssetStore
 
 log = logging.getLogger(__name__)
 
 
 class Ingestor:
-    def __init__(self, media: MediaStore, assets: AssetStore, *, max_source_bytes: int) -> None:
+    def __init__(
+        self, media: MediaStore, assets: AssetStore, renditions: RenditionMaker, *, max_source_bytes: int
+    ) -> None:
         self._media = media
         self._assets = assets
+        self._renditions = renditions
         self._max_source_bytes = max_source_bytes
 
     async def ingest(
+        self,
+        *,
+        job_id: str,
+        owner_id: str,
+        staging_key: str,
+        expected_seconds: float,
+        expected_size: str,
+        options: RenditionOptions | None = None,
+    ) -> tuple[StoredAsset, list[RenditionRecord]]:
+        """The stored source, then its ladder. The ladder is made from the permanent source after
+        the source's rows commit, so a crash mid-ladder is redone by a retry, which finds the
+        source rows but no rendition rows."""
+        video = await self._ingest_source(
+            job_id=job_id,
+            owner_id=owner_id,
+            staging_key=staging_key,
+            expected_seconds=expected_seconds,
+            expected_size=expected_size,
+        )
+        return video, await self._renditions.ensure(video, options or RenditionOptions())
+
+    async def _ingest_source(
         self, *, job_id: str, owner_id: str, staging_key: str, expected_seconds: float, expected_size: str
     ) -> StoredAsset:
         require_id(job_id, "job_id")

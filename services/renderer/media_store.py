@@ -108,6 +108,18 @@ class MediaStore:
 
         await asyncio.to_thread(remove)
 
+    async def list_keys(self, prefix: str) -> list[str]:
+        """Every object key under `prefix` (recursive)."""
+
+        def listing() -> list[str]:
+            return [
+                obj.object_name
+                for obj in self._client.list_objects(bucket_name=self._bucket, prefix=prefix, recursive=True)
+                if obj.object_name is not None
+            ]
+
+        return await asyncio.to_thread(listing)
+
     async def presigned_get_url(self, key: str, ttl: timedelta, signed_at: datetime) -> str:
         # With the region configured the SDK signs locally; the thread guards against a lookup.
         return await asyncio.to_thread(

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Double,
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.renderer.domain import AssetVariant, MediaProbe, StoredAsset
 from services.renderer.domain.references import StoredReference
+from services.renderer.domain.renditions import RenditionRecord
 
 SCHEMA = "renderer"
 metadata = MetaData(schema=SCHEMA)
@@ -72,6 +74,25 @@ reference_images = Table(
     PrimaryKeyConstraint("job_id", "image_index", name="reference_images_pkey"),
 )
 
+renditions = Table(
+    "renditions",
+    metadata,
+    Column("job_id", String(128), nullable=False),
+    Column("name", String(16), nullable=False),
+    Column("owner_id", String(128), nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("bit_rate", BigInteger, nullable=False),
+    Column("has_audio", Boolean, nullable=False),
+    Column("remuxed", Boolean, nullable=False),
+    Column("object_key", Text, nullable=False),
+    Column("content_type", String(64), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("hls_master_key", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("job_id", "name", name="renditions_pkey"),
+)
+
 
 class AssetStore:
     def __init__(self, engine: AsyncEngine) -> None:
@@ -108,6 +129,17 @@ class AssetStore:
             result = await conn.execute(select(assets).where(assets.c.job_id == job_id))
             return [_from_row(row) for row in result]
 
+    async def delete_job(self, *, owner_id: str, job_id: str) -> int:
+        """Delete the owner's rows for the job (assets and renditions); how many went."""
+        async with self._engine.begin() as conn:
+            gone = await conn.execute(
+                delete(renditions).where(renditions.c.job_id == job_id, renditions.c.owner_id == owner_id)
+            )
+            result = await conn.execute(
+                delete(assets).where(assets.c.job_id == job_id, assets.c.owner_id == owner_id)
+            )
+            return int(result.rowcount or 0) + int(gone.rowcount or 0)
+
     async def get(self, *, owner_id: str, job_id: str, variant: AssetVariant) -> StoredAsset | None:
         async with self._engine.connect() as conn:
             result = await conn.execute(
@@ -139,6 +171,50 @@ def _from_row(row: object) -> StoredAsset:
             size_bytes=m["size_bytes"],
         ),
     )
+
+
+class RenditionStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def record(self, records: Sequence[RenditionRecord]) -> None:
+        """All of a job's rungs in one transaction; a concurrent writer's rows win and are kept."""
+        if not records:
+            return
+        rows = [
+            {
+                "job_id": r.job_id,
+                "name": r.name,
+                "owner_id": r.owner_id,
+                "width": r.width,
+                "height": r.height,
+                "bit_rate": r.bit_rate,
+                "has_audio": r.has_audio,
+                "remuxed": r.remuxed,
+                "object_key": r.object_key,
+                "content_type": r.content_type,
+                "size_bytes": r.size_bytes,
+                "hls_master_key": r.hls_master_key,
+            }
+            for r in records
+        ]
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                insert(renditions).values(rows).on_conflict_do_nothing(index_elements=["job_id", "name"])
+            )
+
+    async def for_job(self, *, owner_id: str, job_id: str) -> list[RenditionRecord]:
+        """The owner's rungs for the job, largest first; [] for anyone else's."""
+        async with self._engine.connect() as conn:
+            result = await conn.execute(
+                select(renditions)
+                .where(renditions.c.job_id == job_id, renditions.c.owner_id == owner_id)
+                .order_by(func.least(renditions.c.width, renditions.c.height).desc())
+            )
+            return [
+                RenditionRecord(**{k: v for k, v in row._mapping.items() if k != "created_at"})
+                for row in result
+            ]
 
 
 class _OtherOwner(Exception):

@@ -9,6 +9,7 @@ from services.renderer.domain.assets import (
     check_staging_key,
     companion_staging_key,
     default_staging_key,
+    job_prefix,
     media_key,
     require_id,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "companion_staging_key",
     "default_staging_key",
     "invalid_asset",
+    "job_prefix",
     "media_key",
     "parse_expectation",
     "require_id",

@@ -99,5 +99,10 @@ def companion_staging_key(staging_key: str, variant: AssetVariant) -> str:
     return f"{directory}/{VARIANTS[variant].file_name}"
 
 
+def job_prefix(owner_id: str, job_id: str) -> str:
+    """Everything permanent of one job lives under this prefix (and nothing else does)."""
+    return f"{MEDIA_PREFIX}/{owner_id}/{job_id}/"
+
+
 def media_key(owner_id: str, job_id: str, variant: AssetVariant) -> str:
-    return f"{MEDIA_PREFIX}/{owner_id}/{job_id}/{VARIANTS[variant].file_name}"
+    return job_prefix(owner_id, job_id) + VARIANTS[variant].file_name

@@ -355,3 +355,36 @@ async def test_staged_object_is_really_gone(renderer: Renderer, samples: Samples
     with pytest.raises(S3Error) as caught:
         await asyncio.to_thread(renderer.s3.stat_object, renderer.bucket, key)
     assert caught.value.code in {"NoSuchKey", "NoSuchObject"}
+
+
+async def test_delete_assets_removes_every_object_and_row_for_the_owner_only(
+    renderer: Renderer, samples: Samples
+) -> None:
+    job_id, owner_id = _ids()
+    await renderer.stage(job_id, samples.video)
+    await renderer.stage(job_id, samples.thumbnail, "thumbnail.webp")
+    await renderer.ingest(job_id, owner_id)
+    prefix = f"media/{owner_id}/{job_id}/"
+    stored = await renderer.keys(prefix)
+    assert f"{prefix}video.mp4" in stored and f"{prefix}thumbnail.webp" in stored
+
+    async def delete(owner: str, job: str) -> int:
+        response = await renderer.stub.DeleteAssets(
+            render_service_pb2.DeleteAssetsRequest(owner_id=owner, job_id=job)
+        )
+        return response.deleted_objects
+
+    # Someone else's job, or one that does not exist: nothing deleted, and no error.
+    assert await delete("own_intruder", job_id) == 0
+    assert await delete(owner_id, "job_missing") == 0
+    assert await renderer.keys(prefix) == stored
+
+    assert await delete(owner_id, job_id) == len(stored)
+    assert await renderer.keys(prefix) == []
+    assert await renderer.asset_rows(job_id) == []
+    assert await delete(owner_id, job_id) == 0  # idempotent
+    with pytest.raises(ServiceError) as caught:
+        await renderer.stub.GetAssetUrl(
+            render_service_pb2.GetAssetUrlRequest(owner_id=owner_id, job_id=job_id)
+        )
+    assert caught.value.kind is ErrorKind.NOT_FOUND
