@@ -22,28 +22,23 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
-import psycopg
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from servicekit.db import make_engine
 from servicekit.grpcclient import open_channel
 from vidflow.billing.v1 import billing_pb2
 from vidflow.billing.v1 import billing_service_pb2 as pb
 from vidflow.billing.v1.billing_service_pb2_grpc import BillingServiceStub
 
-from devstack.servers import Infrastructure, local_infrastructure
+from bench.harness import LOOPBACK, free_port, fresh_database, service_process
+from devstack.servers import local_infrastructure
 from services.billing import domain
 from services.billing.app import migrate
 from services.billing.config import Settings
@@ -51,16 +46,8 @@ from services.billing.domain import DEFAULT_USD_PER_SECOND, PriceTable, VideoSpe
 from services.billing.store import LedgerStore
 
 NAME = "billing_throughput"
-LOOPBACK = "127.0.0.1"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SPEC = billing_pb2.VideoSpec(model="sora-2", size="1280x720", seconds=8)
 PAIR_CREDITS = 80
-STARTUP_TIMEOUT_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = 30.0
-
-
-class SetupError(RuntimeError):
-    """Something the benchmark needs did not start; the run measures nothing."""
 
 
 @dataclass(frozen=True)
@@ -224,28 +211,8 @@ async def run_both(
 # --- servers --------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
-
-
-@contextlib.contextmanager
-def fresh_database(infrastructure: Infrastructure) -> Iterator[str]:
-    name = f"bench_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(infrastructure.database_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = infrastructure.database_url.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(infrastructure.database_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @contextlib.asynccontextmanager
 async def billing_process(database_url: str, nats_url: str, port: int, log_path: Path) -> AsyncIterator[None]:
-    """`python -m services.billing` in its own session; SIGTERM at the end, SIGKILL if it lingers."""
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -253,46 +220,8 @@ async def billing_process(database_url: str, nats_url: str, port: int, log_path:
         "GRPC_LISTEN_ADDRESS": f"{LOOPBACK}:{port}",
         "LOG_LEVEL": "WARNING",
     }
-    process = _spawn_billing(env, log_path)
-    try:
-        await _wait_serving(process, port, log_path)
+    async with service_process("billing", env, port, log_path):
         yield
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                await asyncio.to_thread(process.wait, STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                await asyncio.to_thread(process.wait)
-
-
-def _spawn_billing(env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    with log_path.open("ab") as log_file:
-        return subprocess.Popen(
-            [sys.executable, "-m", "services.billing"],
-            env=dict(env),
-            cwd=REPO_ROOT,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-async def _wait_serving(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    async with grpc.aio.insecure_channel(f"{LOOPBACK}:{port}") as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while True:
-            if process.poll() is not None:
-                raise SetupError(f"the billing service exited with {process.returncode}; see {log_path}")
-            with contextlib.suppress(grpc.aio.AioRpcError):
-                answer = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-                if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            if time.monotonic() > deadline:
-                raise SetupError(f"billing was not serving after {STARTUP_TIMEOUT_SECONDS:.0f}s")
-            await asyncio.sleep(0.2)  # a readiness probe, not waiting for an outcome
 
 
 # --- report ---------------------------------------------------------------------------------------
@@ -358,7 +287,7 @@ async def run(options: Options, workdir: Path) -> tuple[list[PhaseResult], list[
     with local_infrastructure(workdir / "servers") as infrastructure, fresh_database(infrastructure) as url:
         settings = Settings(database_url=url, nats_url=infrastructure.nats_url)
         await asyncio.to_thread(migrate, settings)
-        port = _free_port()
+        port = free_port()
         _progress("starting the billing service")
         async with billing_process(url, infrastructure.nats_url, port, workdir / "billing.log"):
             phases = await run_grpc(f"{LOOPBACK}:{port}", options)

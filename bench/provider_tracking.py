@@ -30,30 +30,34 @@ import os
 import random
 import re
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import grpc
 import psutil
 import psycopg
 from aiohttp import web
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from servicekit.db import upgrade_schema
 from servicekit.grpcclient import open_channel
 from servicekit.webhooks import new_secret
 from vidflow.jobs.v1 import jobs_service_pb2_grpc
 
+from bench.harness import (
+    LOOPBACK,
+    STARTUP_TIMEOUT_SECONDS,
+    SetupError,
+    free_port,
+    fresh_database,
+    service_process,
+)
 from devstack.servers import Infrastructure, S3Endpoint, local_infrastructure, s3_client
 from services.gateway.http_errors import Handler, errors_middleware
 from services.gateway.keys import JOBS_STUB, PROVIDER_WEBHOOK_SECRETS
@@ -72,22 +76,14 @@ log = logging.getLogger("bench.provider_tracking")
 NAME = "provider_tracking"
 DEPLOYMENT = "default"
 MODEL = "sora-2"
-LOOPBACK = "127.0.0.1"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 SLIDING_WINDOW_SECONDS = 60.0
 CPU_GOAL_PERCENT = 20.0
 # Seeded jobs become due over this many seconds after the rows are inserted.
 DUE_SPREAD_SECONDS = 5.0
 # Completions start this long after the videos are created, so every job row exists by then.
 FIRST_COMPLETION_SECONDS = 15.0
-STARTUP_TIMEOUT_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = 45.0
 _RETRIEVE = re.compile(r"^/v1/videos/(video_[0-9a-f]+)$")
 _CONTENT = re.compile(r"^/v1/videos/(video_[0-9a-f]+)/content$")
-
-
-class SetupError(RuntimeError):
-    """Something the benchmark needs did not start; the run measures nothing."""
 
 
 # --- options ------------------------------------------------------------------------------------
@@ -299,25 +295,6 @@ def first_poll_after(retrieves: list[UpstreamRequest], since: Mapping[str, float
 # --- processes and servers ----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
-
-
-@contextlib.contextmanager
-def fresh_database(infrastructure: Infrastructure) -> Iterator[str]:
-    name = f"bench_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(infrastructure.database_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = infrastructure.database_url.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(infrastructure.database_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @contextlib.asynccontextmanager
 async def running_simulator(
     settings: SimulatorSettings, requests: RequestLog
@@ -403,48 +380,8 @@ def jobs_environment(
 async def jobs_process(
     env: Mapping[str, str], log_path: Path, grpc_port: int
 ) -> AsyncIterator[psutil.Process]:
-    """`python -m services.jobs` in its own session; SIGTERM at the end, SIGKILL if it lingers."""
-    process = _spawn_jobs(env, log_path)
-    try:
-        await _wait_serving(process, grpc_port, log_path)
-        yield psutil.Process(process.pid)
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                await asyncio.to_thread(process.wait, STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                log.warning("jobs service ignored SIGTERM; killing it")
-                process.kill()
-                await asyncio.to_thread(process.wait)
-
-
-def _spawn_jobs(env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    with log_path.open("ab") as log_file:
-        return subprocess.Popen(
-            [sys.executable, "-m", "services.jobs"],
-            env=dict(env),
-            cwd=REPO_ROOT,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-async def _wait_serving(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    async with grpc.aio.insecure_channel(f"{LOOPBACK}:{port}") as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while True:
-            if process.poll() is not None:
-                raise SetupError(f"the jobs service exited with {process.returncode}; see {log_path}")
-            with contextlib.suppress(grpc.aio.AioRpcError):
-                answer = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-                if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            if time.monotonic() > deadline:
-                raise SetupError(f"the jobs service was not serving after {STARTUP_TIMEOUT_SECONDS:.0f}s")
-            await asyncio.sleep(0.2)  # a readiness probe, not waiting for an outcome
+    async with service_process("jobs", env, grpc_port, log_path) as process:
+        yield process
 
 
 class CpuMeter:
@@ -578,7 +515,7 @@ async def run_phase(
     generation_seconds = max(3600.0, 10 * window)
     api_key = f"sk-bench-{uuid.uuid4().hex}"
     secret = new_secret()
-    intake_port, grpc_port, nowhere_port = _free_port(), _free_port(), _free_port()
+    intake_port, grpc_port, nowhere_port = free_port(), free_port(), free_port()
     bucket = f"bench-{uuid.uuid4().hex[:20]}"
     requests, outcomes = RequestLog(), IntakeLog()
     simulator_settings = SimulatorSettings(

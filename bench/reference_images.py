@@ -27,9 +27,7 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,16 +38,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
 import psutil
-import psycopg
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from minio.deleteobjects import DeleteObject
 from PIL import Image
 from servicekit.grpcclient import open_channel
 from servicekit.storage import S3Settings
 from vidflow.render.v1 import render_pb2, render_service_pb2, render_service_pb2_grpc
 
+from bench.harness import LOOPBACK, SetupError, free_port, fresh_database, service_process
 from devstack.servers import Infrastructure, S3Endpoint, local_infrastructure, s3_client
 from services.renderer.app import migrate
 from services.renderer.config import Settings
@@ -57,15 +53,7 @@ from services.renderer.domain.references import Fit, Limits, parse_target_size
 from services.renderer.reference_images import prepare_image
 
 NAME = "reference_images"
-LOOPBACK = "127.0.0.1"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 MAX_BYTES = 10 * 1024 * 1024
-STARTUP_TIMEOUT_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = 30.0
-
-
-class SetupError(RuntimeError):
-    """Something the benchmark needs did not start; the run measures nothing."""
 
 
 @dataclass(frozen=True)
@@ -309,25 +297,6 @@ async def memory_phase(
 # --- servers --------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
-
-
-@contextlib.contextmanager
-def fresh_database(infrastructure: Infrastructure) -> Iterator[str]:
-    name = f"bench_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(infrastructure.database_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = infrastructure.database_url.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(infrastructure.database_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @contextlib.contextmanager
 def fresh_bucket(infrastructure: Infrastructure) -> Iterator[str]:
     client = s3_client(
@@ -352,47 +321,8 @@ def fresh_bucket(infrastructure: Infrastructure) -> Iterator[str]:
 
 @contextlib.asynccontextmanager
 async def renderer_process(env: Mapping[str, str], port: int, log_path: Path) -> AsyncIterator[int]:
-    """`python -m services.renderer` in its own session; yields its pid once it is serving."""
-    process = _spawn_renderer(env, log_path)
-    try:
-        await _wait_serving(process, port, log_path)
+    async with service_process("renderer", env, port, log_path) as process:
         yield process.pid
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                await asyncio.to_thread(process.wait, STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                await asyncio.to_thread(process.wait)
-
-
-def _spawn_renderer(env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    with log_path.open("ab") as log_file:
-        return subprocess.Popen(
-            [sys.executable, "-m", "services.renderer"],
-            env=dict(env),
-            cwd=REPO_ROOT,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-async def _wait_serving(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    async with grpc.aio.insecure_channel(f"{LOOPBACK}:{port}") as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while True:
-            if process.poll() is not None:
-                raise SetupError(f"the renderer exited with {process.returncode}; see {log_path}")
-            with contextlib.suppress(grpc.aio.AioRpcError):
-                answer = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-                if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            if time.monotonic() > deadline:
-                raise SetupError(f"the renderer was not serving after {STARTUP_TIMEOUT_SECONDS:.0f}s")
-            await asyncio.sleep(0.2)  # a readiness probe, not waiting for an outcome
 
 
 # --- report ---------------------------------------------------------------------------------------
@@ -469,7 +399,7 @@ async def run(options: Options, workdir: Path) -> tuple[list[Throughput], list[M
             bucket,
         )
         await asyncio.to_thread(migrate, Settings(database_url=url, s3=s3))
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
             "DATABASE_URL": url,
