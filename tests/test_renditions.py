@@ -12,6 +12,7 @@ import av
 import openai
 import pytest
 from minio import Minio
+from PIL import Image
 
 from simulator.config import Settings as SimulatorSettings
 from tests.conftest import running_stack
@@ -58,6 +59,17 @@ async def test_the_ladder_lists_renditions_below_the_source_with_working_urls(st
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.video[0]
         assert (stream.codec_context.name, stream.codec_context.height) == ("h264", 480)
+
+
+async def test_the_poster_is_a_full_size_still_served_like_any_variant(stack, finished_video):
+    user, video_id = finished_video
+    status, data = await _get(
+        f"{stack.gateway_url}/v1/videos/{video_id}/content?variant=poster",
+        headers={"Authorization": f"Bearer {stack.key(user)}"},
+    )
+    assert status == 200
+    with Image.open(io.BytesIO(data)) as poster:
+        assert (poster.format, poster.size) == ("JPEG", (1280, 720))
 
 
 async def test_storage_refuses_tampered_rendition_urls(stack, finished_video):

@@ -19,6 +19,7 @@ _VARIANTS = {
     "video": render_pb2.ASSET_VARIANT_VIDEO,
     "thumbnail": render_pb2.ASSET_VARIANT_THUMBNAIL,
     "spritesheet": render_pb2.ASSET_VARIANT_SPRITESHEET,
+    "poster": render_pb2.ASSET_VARIANT_POSTER,  # Vidflow extension: a full-size still
 }
 _PASSED_THROUGH_HEADERS = (
     "Content-Type",
@@ -172,7 +173,7 @@ async def download_content(request: web.Request) -> web.StreamResponse:
     if variant_name not in _VARIANTS:
         raise ServiceError(
             ErrorKind.INVALID_ARGUMENT,
-            "variant must be one of video, thumbnail, spritesheet",
+            "variant must be one of video, thumbnail, spritesheet, poster",
             param="variant",
             code="invalid_value",
         )

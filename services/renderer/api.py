@@ -19,6 +19,7 @@ _TO_PROTO = {
     AssetVariant.VIDEO: render_pb2.ASSET_VARIANT_VIDEO,
     AssetVariant.THUMBNAIL: render_pb2.ASSET_VARIANT_THUMBNAIL,
     AssetVariant.SPRITESHEET: render_pb2.ASSET_VARIANT_SPRITESHEET,
+    AssetVariant.POSTER: render_pb2.ASSET_VARIANT_POSTER,
 }
 _FROM_PROTO = {value: key for key, value in _TO_PROTO.items()}
 _FROM_PROTO[render_pb2.ASSET_VARIANT_UNSPECIFIED] = AssetVariant.VIDEO

@@ -31,9 +31,10 @@ from services.renderer.domain import (
     parse_expectation,
     require_id,
 )
+from services.renderer.domain.assets import THUMBNAIL_WIDTH
 from services.renderer.domain.renditions import RenditionRecord
 from services.renderer.media_store import MediaStore
-from services.renderer.probe import probe_image, probe_video
+from services.renderer.probe import make_stills, probe_image, probe_video
 from services.renderer.renditions import RenditionMaker, RenditionOptions
 from services.renderer.store import AssetStore
 
@@ -153,7 +154,44 @@ class Ingestor:
                     image_probe,
                 ),
             )
+        await self._add_stills(job_id, owner_id, video_path, prepared, workdir)
         return prepared
+
+    async def _add_stills(
+        self,
+        job_id: str,
+        owner_id: str,
+        video_path: Path,
+        prepared: dict[str, tuple[Path, StoredAsset]],
+        workdir: Path,
+    ) -> None:
+        """Our own poster always, and a thumbnail when the provider sent none."""
+        has_thumbnail = any(asset.variant is AssetVariant.THUMBNAIL for _, asset in prepared.values())
+        made = [AssetVariant.POSTER] if has_thumbnail else [AssetVariant.POSTER, AssetVariant.THUMBNAIL]
+        paths = {variant: workdir / f"made-{VARIANTS[variant].file_name}" for variant in made}
+        await asyncio.to_thread(
+            make_stills,
+            video_path,
+            paths[AssetVariant.POSTER],
+            paths.get(AssetVariant.THUMBNAIL),
+            THUMBNAIL_WIDTH,
+        )
+        for variant, path in paths.items():
+            spec = VARIANTS[variant]
+            assert spec.image_format is not None
+            image_probe = await asyncio.to_thread(probe_image, path, spec.image_format)
+            # Keyed apart from staging keys: these were never staged.
+            prepared[f"made:{variant.value}"] = (
+                path,
+                StoredAsset(
+                    job_id,
+                    owner_id,
+                    variant,
+                    media_key(owner_id, job_id, variant),
+                    spec.content_type,
+                    image_probe,
+                ),
+            )
 
     async def _check_size(self, key: str, what: str, *, required: bool) -> bool:
         size = await self._media.size_of(key)

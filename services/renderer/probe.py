@@ -75,3 +75,23 @@ def probe_image(path: Path, expected_format: str) -> MediaProbe:
     if found != expected_format:
         raise invalid_asset(f"the provider's {path.name} is {found or 'unknown'}, expected {expected_format}")
     return MediaProbe(width=width, height=height, size_bytes=size_bytes)
+
+
+def make_stills(
+    video_path: Path, poster_path: Path, thumbnail_path: Path | None, thumbnail_width: int
+) -> None:
+    """A poster (JPEG, full size) and optionally a thumbnail (WebP) from a frame a third of the way
+    in, past fade-ins. Pillow encodes both; PyAV only decodes the frame."""
+    with av.open(str(video_path)) as container:
+        stream = container.streams.video[0]
+        duration = float(container.duration / av.time_base) if container.duration else 0.0
+        if duration > 0:
+            container.seek(int(duration / 3 * av.time_base), any_frame=False, backward=True)
+        frame = next(container.decode(stream))
+        image = frame.to_image().convert("RGB")
+    image.save(poster_path, format="JPEG", quality=90, optimize=True)
+    if thumbnail_path is not None:
+        height = max(1, round(image.height * thumbnail_width / image.width))
+        image.resize((thumbnail_width, height), Image.Resampling.LANCZOS).save(
+            thumbnail_path, format="WEBP", quality=80
+        )

@@ -28,6 +28,7 @@ class AssetVariant(enum.Enum):
     VIDEO = "video"
     THUMBNAIL = "thumbnail"
     SPRITESHEET = "spritesheet"
+    POSTER = "poster"
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,10 @@ VARIANTS: dict[AssetVariant, VariantSpec] = {
     AssetVariant.VIDEO: VariantSpec("video.mp4", "video/mp4", None),
     AssetVariant.THUMBNAIL: VariantSpec("thumbnail.webp", "image/webp", "WEBP"),
     AssetVariant.SPRITESHEET: VariantSpec("spritesheet.jpg", "image/jpeg", "JPEG"),
+    AssetVariant.POSTER: VariantSpec("poster.jpg", "image/jpeg", "JPEG"),
 }
+# Thumbnails we make ourselves (when the provider sent none) are this wide.
+THUMBNAIL_WIDTH = 320
 # Stills that may sit beside the video in staging; each is optional.
 COMPANION_VARIANTS = (AssetVariant.THUMBNAIL, AssetVariant.SPRITESHEET)
 

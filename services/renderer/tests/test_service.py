@@ -177,21 +177,26 @@ async def test_ingest_probes_stores_permanently_and_clears_staging(
     assert probe.size_bytes == samples.video.stat().st_size
 
     assert await renderer.keys(f"media/{owner_id}/{job_id}/") == [
-        f"media/{owner_id}/{job_id}/{name}" for name in ("spritesheet.jpg", "thumbnail.webp", "video.mp4")
+        f"media/{owner_id}/{job_id}/{name}"
+        for name in ("poster.jpg", "spritesheet.jpg", "thumbnail.webp", "video.mp4")
     ]
-    for name, content_type in [("video.mp4", "video/mp4"), ("thumbnail.webp", "image/webp")]:
+    for name, content_type in [
+        ("video.mp4", "video/mp4"),
+        ("thumbnail.webp", "image/webp"),
+        ("poster.jpg", "image/jpeg"),
+    ]:
         stat = await asyncio.to_thread(
             renderer.s3.stat_object, renderer.bucket, f"media/{owner_id}/{job_id}/{name}"
         )
         assert stat.content_type == content_type
     assert await renderer.keys(f"staging/{job_id}/") == []
     assert await renderer.asset_rows(job_id) == [
-        ("spritesheet", owner_id), ("thumbnail", owner_id), ("video", owner_id)
+        ("poster", owner_id), ("spritesheet", owner_id), ("thumbnail", owner_id), ("video", owner_id)
     ]  # fmt: skip
 
     # Retrying after success (staging already gone) answers the same and adds nothing.
     assert await renderer.ingest(job_id, owner_id) == asset
-    assert len(await renderer.asset_rows(job_id)) == 3
+    assert len(await renderer.asset_rows(job_id)) == 4
 
 
 async def test_retry_after_a_crash_before_clean_up_finishes_it(renderer: Renderer, samples: Samples) -> None:
@@ -202,7 +207,12 @@ async def test_retry_after_a_crash_before_clean_up_finishes_it(renderer: Rendere
 
     assert await renderer.ingest(job_id, owner_id) == asset
     assert await renderer.keys(f"staging/{job_id}/") == []
-    assert await renderer.asset_rows(job_id) == [("video", owner_id)]
+    # No thumbnail was staged, so the renderer made one (with Pillow) beside its poster.
+    assert await renderer.asset_rows(job_id) == [
+        ("poster", owner_id),
+        ("thumbnail", owner_id),
+        ("video", owner_id),
+    ]
 
 
 async def test_another_owner_cannot_claim_an_ingested_job(renderer: Renderer, samples: Samples) -> None:
