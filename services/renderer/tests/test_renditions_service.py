@@ -18,10 +18,9 @@ import pytest
 from minio import Minio
 from servicekit.errors import ErrorKind, ServiceError
 from servicekit.grpcclient import open_channel
-from servicekit.storage import S3Settings
 from vidflow.render.v1 import render_pb2, render_service_pb2, render_service_pb2_grpc
 
-from services.renderer.app import migrate, serve
+from services.renderer.app import serve
 from services.renderer.config import Settings
 from services.renderer.tests.test_service import _ffmpeg, _tampered
 
@@ -41,24 +40,6 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     _ffmpeg(*video, *audio, *encode, "-c:a", "aac", str(with_audio))
     _ffmpeg(*video, *encode, str(silent))
     return {"audio": with_audio, "silent": silent}
-
-
-@pytest.fixture
-async def settings(infrastructure, fresh_database_url: str, s3_bucket: str) -> Settings:
-    settings = Settings(
-        database_url=fresh_database_url,
-        s3=S3Settings(
-            endpoint=infrastructure.s3_endpoint,
-            access_key=infrastructure.s3_access_key,
-            secret_key=infrastructure.s3_secret_key,
-            region=infrastructure.s3_region,
-            bucket=s3_bucket,
-        ),
-        grpc_listen_address="127.0.0.1:0",
-        grpc_drain_seconds=1.0,
-    )
-    await asyncio.to_thread(migrate, settings)
-    return settings
 
 
 @asynccontextmanager

@@ -25,10 +25,9 @@ from minio.error import S3Error
 from PIL import Image
 from servicekit.errors import ErrorKind, ServiceError
 from servicekit.grpcclient import open_channel
-from servicekit.storage import S3Settings
 from vidflow.render.v1 import render_pb2, render_service_pb2, render_service_pb2_grpc
 
-from services.renderer.app import migrate, serve
+from services.renderer.app import serve
 from services.renderer.config import Settings
 
 pytestmark = pytest.mark.integration
@@ -126,28 +125,16 @@ class Renderer:
 
 
 @pytest.fixture
-async def renderer(
-    infrastructure, fresh_database_url: str, s3_bucket: str, s3: Minio
-) -> AsyncIterator[Renderer]:
-    settings = Settings(
-        database_url=fresh_database_url,
-        s3=S3Settings(
-            endpoint=infrastructure.s3_endpoint,
-            access_key=infrastructure.s3_access_key,
-            secret_key=infrastructure.s3_secret_key,
-            region=infrastructure.s3_region,
-            bucket=s3_bucket,
-        ),
-        grpc_listen_address="127.0.0.1:0",
-        grpc_drain_seconds=1.0,
-    )
-    await asyncio.to_thread(migrate, settings)
+async def renderer(settings: Settings, s3: Minio) -> AsyncIterator[Renderer]:
     async with serve(settings) as running:
         async with open_channel(
             f"127.0.0.1:{running.port}", tracer_name="test", default_timeout=30
         ) as channel:
             yield Renderer(
-                render_service_pb2_grpc.RenderServiceStub(channel), s3, s3_bucket, fresh_database_url
+                render_service_pb2_grpc.RenderServiceStub(channel),
+                s3,
+                settings.s3.bucket,
+                settings.database_url,
             )
 
 
