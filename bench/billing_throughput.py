@@ -21,10 +21,8 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -37,7 +35,7 @@ from vidflow.billing.v1 import billing_pb2
 from vidflow.billing.v1 import billing_service_pb2 as pb
 from vidflow.billing.v1.billing_service_pb2_grpc import BillingServiceStub
 
-from bench.harness import LOOPBACK, free_port, fresh_database, service_process
+from bench.harness import LOOPBACK, free_port, fresh_database, run_in_workdir, service_process
 from devstack.servers import local_infrastructure
 from services.billing import domain
 from services.billing.app import migrate
@@ -303,16 +301,9 @@ async def run(options: Options, workdir: Path) -> tuple[list[PhaseResult], list[
 
 def main(argv: list[str]) -> int:
     options = parse_options(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="vidflow-bench-"))
-    try:
-        phases, problems = asyncio.run(run(options, workdir))
-    except Exception as exc:
-        print(f"{NAME}: setup failed: {exc!r} (logs kept in {workdir})", file=sys.stderr)
-        return 1
-    print(report(options, phases, problems))
-    print(summary_json(options, phases, problems))
-    if options.keep_logs:
-        print(f"logs: {workdir}", file=sys.stderr)
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    return run_in_workdir(
+        NAME,
+        lambda workdir: run(options, workdir),
+        lambda result: (report(options, *result), summary_json(options, *result)),
+        keep_logs=options.keep_logs,
+    )

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 import psutil
@@ -20,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from devstack.servers import Infrastructure
 
+T = TypeVar("T")
 LOOPBACK = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT_SECONDS = 60.0
@@ -95,3 +99,27 @@ async def _wait_serving(name: str, process: subprocess.Popen[bytes], port: int, 
             if time.monotonic() > deadline:
                 raise SetupError(f"the {name} service was not serving after {STARTUP_TIMEOUT_SECONDS:.0f}s")
             await asyncio.sleep(0.2)  # a readiness probe, not waiting for an outcome
+
+
+def run_in_workdir(
+    name: str,
+    run: Callable[[Path], Coroutine[Any, Any, T]],
+    report: Callable[[T], Iterable[str]],
+    *,
+    keep_logs: bool,
+) -> int:
+    """A benchmark's `main`: run it in a fresh work directory, print its report, exit code 1 only
+    when setup failed (the logs then stay for reading)."""
+    workdir = Path(tempfile.mkdtemp(prefix="vidflow-bench-"))
+    try:
+        result = asyncio.run(run(workdir))
+    except Exception as exc:
+        print(f"{name}: setup failed: {exc!r} (logs kept in {workdir})", file=sys.stderr)
+        return 1
+    for text in report(result):
+        print(text)
+    if keep_logs:
+        print(f"logs: {workdir}", file=sys.stderr)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0

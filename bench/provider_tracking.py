@@ -29,10 +29,8 @@ import logging
 import os
 import random
 import re
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -56,6 +54,7 @@ from bench.harness import (
     SetupError,
     free_port,
     fresh_database,
+    run_in_workdir,
     service_process,
 )
 from devstack.servers import Infrastructure, S3Endpoint, local_infrastructure, s3_client
@@ -815,16 +814,9 @@ async def run(options: Options, workdir: Path) -> list[PhaseResult]:
 def main(argv: list[str]) -> int:
     options = parse_options(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    workdir = Path(tempfile.mkdtemp(prefix="vidflow-bench-"))
-    try:
-        phases = asyncio.run(run(options, workdir))
-    except Exception as exc:
-        print(f"{NAME}: setup failed: {exc!r} (logs kept in {workdir})", file=sys.stderr)
-        return 1
-    print(report(options, phases))
-    print(summary_json(options, phases))
-    if options.keep_logs:
-        print(f"logs: {workdir}", file=sys.stderr)
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    return run_in_workdir(
+        NAME,
+        lambda workdir: run(options, workdir),
+        lambda phases: (report(options, phases), summary_json(options, phases)),
+        keep_logs=options.keep_logs,
+    )

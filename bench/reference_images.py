@@ -26,10 +26,8 @@ import io
 import json
 import os
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -45,7 +43,7 @@ from servicekit.grpcclient import open_channel
 from servicekit.storage import S3Settings
 from vidflow.render.v1 import render_pb2, render_service_pb2, render_service_pb2_grpc
 
-from bench.harness import LOOPBACK, SetupError, free_port, fresh_database, service_process
+from bench.harness import LOOPBACK, SetupError, free_port, fresh_database, run_in_workdir, service_process
 from devstack.servers import Infrastructure, S3Endpoint, local_infrastructure, s3_client
 from services.renderer.app import migrate
 from services.renderer.config import Settings
@@ -433,16 +431,9 @@ async def run(options: Options, workdir: Path) -> tuple[list[Throughput], list[M
 
 def main(argv: list[str]) -> int:
     options = parse_options(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="vidflow-bench-"))
-    try:
-        phases, memory = asyncio.run(run(options, workdir))
-    except Exception as exc:
-        print(f"{NAME}: setup failed: {exc!r} (logs kept in {workdir})", file=sys.stderr)
-        return 1
-    print(report(options, phases, memory))
-    print(summary_json(options, phases, memory))
-    if options.keep_logs:
-        print(f"logs: {workdir}", file=sys.stderr)
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    return run_in_workdir(
+        NAME,
+        lambda workdir: run(options, workdir),
+        lambda result: (report(options, *result), summary_json(options, *result)),
+        keep_logs=options.keep_logs,
+    )
