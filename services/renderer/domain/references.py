@@ -256,7 +256,7 @@ def check_end(index: int, data: bytes, found: ImageFormat) -> None:
     elif found is ImageFormat.WEBP:
         riff_size = int.from_bytes(data[4:8], "little")
         ends = riff_size + 8 == len(data)
-    else:  # pragma: no cover - only accepted formats get here
+    else:  # no other format gets this far; refuse rather than assume
         ends = False
     if not ends:
         raise invalid_image(index, f"the {found.label} data is truncated or followed by other data")
