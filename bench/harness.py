@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterat
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 import grpc
 import psutil
 import psycopg
@@ -64,20 +65,54 @@ async def service_process(
         await _wait_serving(name, process, grpc_port, log_path)
         yield psutil.Process(process.pid)
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                await asyncio.to_thread(process.wait, STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                await asyncio.to_thread(process.wait)
+        await _stop(process)
+
+
+@contextlib.asynccontextmanager
+async def http_service_process(
+    name: str, env: Mapping[str, str], health_url: str, log_path: Path
+) -> AsyncIterator[psutil.Process]:
+    """The same for a service that speaks HTTP (the gateway): yielded once `health_url` answers 200."""
+    process = _spawn(name, env, log_path)
+    try:
+        await _wait_http_ok(name, process, health_url, log_path)
+        yield psutil.Process(process.pid)
+    finally:
+        await _stop(process)
+
+
+async def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it lingers."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            await asyncio.to_thread(process.wait, STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            await asyncio.to_thread(process.wait)
+
+
+async def _wait_http_ok(name: str, process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
+        while True:
+            if process.poll() is not None:
+                raise SetupError(f"the {name} service exited with {process.returncode}; see {log_path}")
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with http.get(url) as answer:
+                    if answer.status == 200:
+                        return
+            if time.monotonic() > deadline:
+                raise SetupError(f"the {name} service did not answer {url} in {STARTUP_TIMEOUT_SECONDS:.0f}s")
+            await asyncio.sleep(0.2)  # a readiness probe, not waiting for an outcome
 
 
 def _spawn(name: str, env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     with log_path.open("ab") as log_file:
         return subprocess.Popen(
             [sys.executable, "-m", f"services.{name}"],
-            env=dict(env),
+            # No /metrics: the default port (9464) would clash between benchmark processes.
+            env={**env, "METRICS_PORT": "0"},
             cwd=REPO_ROOT,
             stdout=log_file,
             stderr=subprocess.STDOUT,

@@ -40,6 +40,9 @@ class StackPorts:
     moderation: int = 50052
     billing: int = 50053
     renderer: int = 50054
+    # Off unless METRICS_PORT is set: then gateway, jobs, moderation, billing and renderer serve
+    # /metrics on it and the next four ports.
+    metrics: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> StackPorts:
@@ -51,7 +54,12 @@ class StackPorts:
             moderation=int(environ.get("MODERATION_GRPC_PORT", defaults.moderation)),
             billing=int(environ.get("BILLING_GRPC_PORT", defaults.billing)),
             renderer=int(environ.get("RENDERER_GRPC_PORT", defaults.renderer)),
+            metrics=int(environ.get("METRICS_PORT", defaults.metrics)),
         )
+
+    def metrics_of(self, service: str) -> str:
+        order = ("gateway", "jobs", "moderation", "billing", "renderer")
+        return str(self.metrics + order.index(service)) if self.metrics else "0"
 
 
 @dataclass(frozen=True)
@@ -98,12 +106,25 @@ def service_environments(
             "SIMULATOR_WEBHOOK_URL": f"http://{loopback}:{ports.gateway}/webhooks/providers/default",
             "SIMULATOR_WEBHOOK_SECRET": keys.provider_webhook_secret,
         },
-        "moderation": {**common, "GRPC_LISTEN_ADDRESS": f"{loopback}:{ports.moderation}"},
-        "billing": {**common, "GRPC_LISTEN_ADDRESS": f"{loopback}:{ports.billing}"},
-        "renderer": {**common, "GRPC_LISTEN_ADDRESS": f"{loopback}:{ports.renderer}"},
+        "moderation": {
+            **common,
+            "GRPC_LISTEN_ADDRESS": f"{loopback}:{ports.moderation}",
+            "METRICS_PORT": ports.metrics_of("moderation"),
+        },
+        "billing": {
+            **common,
+            "GRPC_LISTEN_ADDRESS": f"{loopback}:{ports.billing}",
+            "METRICS_PORT": ports.metrics_of("billing"),
+        },
+        "renderer": {
+            **common,
+            "GRPC_LISTEN_ADDRESS": f"{loopback}:{ports.renderer}",
+            "METRICS_PORT": ports.metrics_of("renderer"),
+        },
         "jobs": {
             **common,
             "GRPC_LISTEN_ADDRESS": f"{loopback}:{ports.jobs}",
+            "METRICS_PORT": ports.metrics_of("jobs"),
             "MODERATION_ADDRESS": f"{loopback}:{ports.moderation}",
             "BILLING_ADDRESS": f"{loopback}:{ports.billing}",
             "RENDERER_ADDRESS": f"{loopback}:{ports.renderer}",
@@ -115,11 +136,14 @@ def service_environments(
             **common,
             "GATEWAY_HOST": loopback,
             "GATEWAY_PORT": str(ports.gateway),
+            "METRICS_PORT": ports.metrics_of("gateway"),
             "JOBS_ADDRESS": f"{loopback}:{ports.jobs}",
             "RENDERER_ADDRESS": f"{loopback}:{ports.renderer}",
             "BILLING_ADDRESS": f"{loopback}:{ports.billing}",
             "VIDFLOW_DEV_API_KEY": keys.dev_api_key,
             "PROVIDER_WEBHOOK_SECRETS": json.dumps({"default": keys.provider_webhook_secret}),
+            # Client webhooks to receivers on this machine are the point of a local stack.
+            "GATEWAY_WEBHOOKS_ALLOW_PRIVATE": "true",
         },
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -49,6 +50,8 @@ STORE_KEY = web.AppKey("store", VideoStore)
 CHAOS_KEY = web.AppKey("chaos", Chaos)
 SLEEP_KEY: web.AppKey[Callable[[float], Awaitable[None]]] = web.AppKey("sleep")
 CHAOS_PATH = "/_chaos"
+# Test control: what a video was asked for, as the provider received it (not part of the API).
+INSPECT_PATH = "/_inspect/videos"
 
 # JSON bodies may carry an image as a data: URL of up to 20 MiB characters.
 MAX_JSON_BODY_BYTES = 24 * 1024 * 1024
@@ -99,6 +102,7 @@ def make_app(
     app.router.add_get("/v1/videos/{video_id}/content", download_content)
     app.router.add_get("/healthz", healthz)
     app.router.add_get(CHAOS_PATH, get_chaos)
+    app.router.add_get(INSPECT_PATH + "/{video_id}", inspect_video)
     app.router.add_put(CHAOS_PATH, put_chaos)
     return app
 
@@ -208,7 +212,7 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     expected = request.app[SETTINGS_KEY].api_key
-    if expected and (request.path.startswith("/v1/") or request.path == CHAOS_PATH):
+    if expected and request.path.startswith(("/v1/", CHAOS_PATH, INSPECT_PATH)):
         token = _bearer_token(request)
         if token is None:
             raise Unauthenticated(
@@ -290,6 +294,23 @@ async def put_chaos(request: web.Request) -> web.Response:
     request.app[CHAOS_KEY].replace(settings)
     log.warning("chaos settings replaced", extra={"chaos": settings.as_dict()})
     return web.json_response(settings.as_dict())
+
+
+async def inspect_video(request: web.Request) -> web.Response:
+    """The create request behind a video, including the reference image's fingerprint: how tests
+    see what a client of the provider really sent."""
+    video = request.app[STORE_KEY].get(request.match_info["video_id"])
+    reference = video.spec.input_reference
+    return web.json_response(
+        {
+            "id": video.id,
+            "prompt": video.spec.prompt,
+            "model": video.spec.model,
+            "seconds": video.spec.seconds,
+            "size": video.spec.size,
+            "input_reference": dataclasses.asdict(reference) if reference is not None else None,
+        }
+    )
 
 
 async def healthz(request: web.Request) -> web.Response:

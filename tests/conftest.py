@@ -29,6 +29,7 @@ from devstack.servers import Infrastructure
 from services.billing import app as billing_app
 from services.billing.config import Settings as BillingSettings
 from services.gateway import app as gateway_app
+from services.gateway.config import ClientWebhookSettings
 from services.gateway.config import Settings as GatewaySettings
 from services.gateway.identity import IdentityStore
 from services.jobs import app as jobs_app
@@ -63,11 +64,15 @@ class Stack:
     nats_url: str
     s3: S3Settings
     billing_address: str
+    jobs_address: str
     api_keys: dict[str, str]  # user id -> key
     # The "default" deployment's webhook secret; the gateway takes webhooks at /webhooks/providers/default.
     provider_webhook_secret: str
     simulator_url: str  # .../v1
     simulator_key: str
+    metrics_url: str = ""  # every service's /metrics (one endpoint per process); "" when off
+    # What the gateway runs with, for tests that start a second replica of it.
+    gateway_settings: GatewaySettings | None = None
 
     def key(self, user_id: str) -> str:
         return self.api_keys[user_id]
@@ -114,11 +119,15 @@ async def running_stack(
     *,
     provider_webhooks: bool = False,
     provider_settings: Callable[[str, str], ProviderSettings] | None = None,
+    metrics: bool = False,
 ) -> AsyncIterator[Stack]:
     """Every service on its own loopback port against a fresh database and bucket. With
     `provider_webhooks`, the simulator reports finished videos to the gateway's intake;
-    `provider_settings(simulator_url, simulator_key)` replaces the one-deployment registry."""
+    `provider_settings(simulator_url, simulator_key)` replaces the one-deployment registry. With
+    `metrics`, the services serve /metrics on one free port (metric instruments are per process, so
+    only one stack at a time should)."""
     any_port = "127.0.0.1:0"
+    metrics_port = _free_port() if metrics else 0
     provider_key = f"sk-{uuid.uuid4().hex}"
     webhook_secret = new_secret()
     gateway_port = _free_port()
@@ -143,17 +152,28 @@ async def running_stack(
             runner, simulator_port = await start_server(replace(simulator, port=0, api_key=provider_key))
             exits.push_async_callback(runner.cleanup)
             moderation = await exits.enter_async_context(
-                moderation_app.serve(ModerationSettings(database_url=db, grpc_listen_address=any_port))
+                moderation_app.serve(
+                    ModerationSettings(
+                        database_url=db, grpc_listen_address=any_port, metrics_port=metrics_port
+                    )
+                )
             )
             billing = await exits.enter_async_context(
                 billing_app.serve(
                     BillingSettings(
-                        database_url=db, nats_url=infrastructure.nats_url, grpc_listen_address=any_port
+                        database_url=db,
+                        nats_url=infrastructure.nats_url,
+                        grpc_listen_address=any_port,
+                        metrics_port=metrics_port,
                     )
                 )
             )
             renderer = await exits.enter_async_context(
-                renderer_app.serve(RendererSettings(database_url=db, s3=s3, grpc_listen_address=any_port))
+                renderer_app.serve(
+                    RendererSettings(
+                        database_url=db, s3=s3, grpc_listen_address=any_port, metrics_port=metrics_port
+                    )
+                )
             )
             jobs = await exits.enter_async_context(
                 jobs_app.serve(
@@ -172,21 +192,32 @@ async def running_stack(
                         billing_address=f"127.0.0.1:{billing.port}",
                         renderer_address=f"127.0.0.1:{renderer.port}",
                         grpc_listen_address=any_port,
+                        metrics_port=metrics_port,
                     )
                 )
             )
-            gateway = await exits.enter_async_context(
-                gateway_app.serve(
-                    GatewaySettings(
-                        database_url=db,
-                        jobs_address=f"127.0.0.1:{jobs.port}",
-                        renderer_address=f"127.0.0.1:{renderer.port}",
-                        billing_address=f"127.0.0.1:{billing.port}",
-                        port=gateway_port,
-                        provider_webhook_secrets={"default": webhook_secret},
-                    )
-                )
+            gateway_settings = GatewaySettings(
+                database_url=db,
+                jobs_address=f"127.0.0.1:{jobs.port}",
+                renderer_address=f"127.0.0.1:{renderer.port}",
+                billing_address=f"127.0.0.1:{billing.port}",
+                port=gateway_port,
+                provider_webhook_secrets={"default": webhook_secret},
+                metrics_port=metrics_port,
+                nats_url=infrastructure.nats_url,
+                # Receivers are on loopback; retries come quickly; stacks sharing the NATS server
+                # each consume status events under their own durable name.
+                client_webhooks=ClientWebhookSettings(
+                    allow_private=True,
+                    max_attempts=5,
+                    timeout_seconds=5,
+                    retry_base_seconds=0.2,
+                    retry_max_seconds=1.0,
+                    poll_seconds=0.2,
+                    consumer=f"gateway-webhooks-{uuid.uuid4().hex[:12]}",
+                ),
             )
+            gateway = await exits.enter_async_context(gateway_app.serve(gateway_settings))
             engine = make_engine(db, pool_size=2)
             identity = IdentityStore(engine)
             keys = {}
@@ -203,15 +234,20 @@ async def running_stack(
                 nats_url=infrastructure.nats_url,
                 s3=s3,
                 billing_address=f"127.0.0.1:{billing.port}",
+                jobs_address=f"127.0.0.1:{jobs.port}",
                 api_keys=keys,
                 provider_webhook_secret=webhook_secret,
                 simulator_url=f"http://127.0.0.1:{simulator_port}/v1",
                 simulator_key=provider_key,
+                metrics_url=f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else "",
+                gateway_settings=gateway_settings,
             )
 
 
 @pytest.fixture(scope="session")
 async def stack(infrastructure: Infrastructure, span_exporter: InMemorySpanExporter) -> AsyncIterator[Stack]:
     """The platform with a well-behaved provider simulator, shared by the end-to-end tests."""
-    async with running_stack(infrastructure, SimulatorSettings(generation_seconds=1.5)) as running:
+    async with running_stack(
+        infrastructure, SimulatorSettings(generation_seconds=1.5), metrics=True
+    ) as running:
         yield running

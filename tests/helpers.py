@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import av
 import grpc
@@ -21,7 +22,7 @@ T = TypeVar("T")
 
 def probe_mp4(data: bytes) -> tuple[int, int, float, str]:
     """(width, height, duration seconds, codec) of an MP4 held in memory."""
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), mode="r") as container:
         stream = container.streams.video[0]
         duration = float(container.duration / av.time_base) if container.duration else 0.0
         return stream.codec_context.width, stream.codec_context.height, duration, stream.codec_context.name
@@ -53,7 +54,7 @@ async def status_events(
     try:
         js = connection.jetstream()
         subscription = await js.pull_subscribe(
-            "jobs.v1.video.status_changed",
+            "jobs.v1.video.status_changed.>",
             durable=None,
             stream="JOBS",
             config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
@@ -106,3 +107,23 @@ async def new_user(stack, label: str, credits: int = 1_000) -> str:
     if credits:
         await credit(stack.billing_address, user, credits, request_id=f"{label}-{uuid.uuid4()}")
     return user
+
+
+# Port 9 (discard) on loopback: where a webhook URL the test did not choose itself may point.
+LOOPBACK_SINK = "http://127.0.0.1:9/sink"
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]*")
+
+
+def loopback_urls(value: Any) -> Any:
+    """`value` with every URL in it (in any string, however nested) pointed at LOOPBACK_SINK.
+    Bodies taken from the API document's examples or made by a fuzzer can register webhook
+    targets, and deliveries must never leave this machine."""
+    if isinstance(value, str):
+        return _URL.sub(LOOPBACK_SINK, value)
+    if isinstance(value, bytes):
+        return _URL.sub(LOOPBACK_SINK, value.decode("latin-1")).encode("latin-1")
+    if isinstance(value, dict):
+        return {loopback_urls(key): loopback_urls(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(loopback_urls(item) for item in value)
+    return value

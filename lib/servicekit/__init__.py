@@ -4,5 +4,5 @@ Modules: `config` (environment parsing), `logging` (JSON lines), `telemetry` (Op
 and context propagation), `errors` (the one error table), `grpcserver` (server bootstrap and
 graceful shutdown), `grpcclient` (channels with tracing and timeouts), `db` (engines and
 migrations), `bus` (NATS JetStream), `outbox` (transactional outbox relay), `lifecycle`
-(signals), `storage` (S3 client).
+(signals), `storage` (S3 client), `metrics` (OpenTelemetry metrics served to Prometheus).
 """

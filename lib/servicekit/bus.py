@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 
 import nats
@@ -14,6 +15,22 @@ from nats.js.errors import BadRequestError
 log = logging.getLogger(__name__)
 
 MSG_ID_HEADER = "Nats-Msg-Id"
+_SUBJECT_SAFE = re.compile(r"[A-Za-z0-9_-]+")
+_SUBJECT_SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def subject_token(value: str) -> str:
+    """`value` as exactly one NATS subject token, so ids can be filtered on in subjects.
+
+    Letters, digits, `_` and `-` stay; every other UTF-8 byte (`.`, the `*`/`>` wildcards, spaces,
+    `%` itself) becomes `%XX`. The mapping is one-to-one, so two different ids (say `a.b` and
+    `a%2Eb`) can never share a subject. Publishers and subscribers must both use this function.
+    """
+    if not value:
+        raise ValueError("a subject token cannot be empty")
+    if _SUBJECT_SAFE.fullmatch(value):
+        return value
+    return "".join(chr(byte) if byte in _SUBJECT_SAFE_BYTES else f"%{byte:02X}" for byte in value.encode())
 
 
 async def connect_nats(url: str, *, name: str) -> NatsClient:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from servicekit.config import env_str
 from servicekit.lifecycle import stop_event_on_signals
 from servicekit.logging import configure_logging
+from servicekit.metrics import setup_metrics
 from servicekit.telemetry import setup_tracing, shutdown_tracing
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ def run_service(
     if command != "serve":
         raise SystemExit(f"usage: python -m services.{name} [serve{'|migrate' if migrate else ''}]")
     setup_tracing(f"vidflow-{name}")
+    setup_metrics(f"vidflow-{name}")
     asyncio.run(_serve_until_stopped(serve, settings))
     shutdown_tracing()
 

@@ -20,6 +20,7 @@ from opentelemetry import trace
 
 from servicekit.errors import GENERIC_INTERNAL_MESSAGE, ErrorKind, ServiceError
 from servicekit.grpcerrors import to_rpc_status
+from servicekit.metrics import get_meter
 from servicekit.telemetry import context_from_headers
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,16 @@ MESSAGE_SIZE_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 ]
+_meter = get_meter("servicekit.grpcserver")
+_handled = _meter.create_counter(
+    "vidflow_grpc_server_handled", unit="1", description="Unary RPCs by status code"
+)
+_handling_time = _meter.create_histogram(
+    "vidflow_grpc_server_handling_seconds",
+    unit="s",
+    description="Time to handle a unary RPC",
+    explicit_bucket_boundaries_advisory=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 
 
 @dataclass
@@ -76,6 +87,8 @@ class ServiceBoundaryInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, tracer_name: str) -> None:
         self._tracer = trace.get_tracer(tracer_name)
+        # Metrics label: "vidflow.jobs" -> "jobs".
+        self._service = tracer_name.removeprefix("vidflow.")
 
     async def intercept_service(
         self,
@@ -93,30 +106,39 @@ class ServiceBoundaryInterceptor(grpc.aio.ServerInterceptor):
         }
         inner = handler.unary_unary
         tracer = self._tracer
+        grpc_service, _, grpc_method = method.lstrip("/").rpartition("/")
+        labels = {"service": self._service, "grpc_service": grpc_service, "grpc_method": grpc_method}
 
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             token = otel_context.attach(context_from_headers(headers))
             started = time.perf_counter()
+            code = "CANCELLED"  # unless the handler returns or fails
             try:
                 with tracer.start_as_current_span(method.lstrip("/"), kind=trace.SpanKind.SERVER) as span:
                     span.set_attribute("rpc.system", "grpc")
                     try:
-                        return await inner(request, context)
+                        answer = await inner(request, context)
+                        code = "OK"
+                        return answer
                     except ServiceError as error:
+                        code = error.kind.grpc_code
                         span.set_attribute("rpc.error_kind", error.kind.name)
                         log.info("rpc refused", extra={"rpc": method, "error": str(error)})
                         await context.abort_with_status(to_rpc_status(error))
                     except (grpc.aio.AbortError, grpc.aio.UsageError):
+                        code = getattr(context.code(), "name", "UNKNOWN")
                         raise
                     except Exception:
+                        code = "INTERNAL"
                         log.exception("rpc failed", extra={"rpc": method})
                         await context.abort_with_status(
                             to_rpc_status(ServiceError(ErrorKind.INTERNAL, GENERIC_INTERNAL_MESSAGE))
                         )
             finally:
-                log.debug(
-                    "rpc done", extra={"rpc": method, "ms": round((time.perf_counter() - started) * 1e3)}
-                )
+                elapsed = time.perf_counter() - started
+                _handled.add(1, {**labels, "grpc_code": code})
+                _handling_time.record(elapsed, labels)
+                log.debug("rpc done", extra={"rpc": method, "ms": round(elapsed * 1e3)})
                 otel_context.detach(token)
 
         return grpc.unary_unary_rpc_method_handler(

@@ -11,12 +11,14 @@ from pathlib import Path
 from servicekit.bus import connect_nats, ensure_stream
 from servicekit.db import make_engine, upgrade_schema
 from servicekit.grpcserver import RunningServer, create_server
+from servicekit.metrics import listen_host, serve_metrics
 from servicekit.outbox import OutboxRelay
 from vidflow.billing.v1 import billing_service_pb2, billing_service_pb2_grpc
 
 from services.billing import events
 from services.billing.api import BillingApi
 from services.billing.config import Settings
+from services.billing.metrics import HeldCredits, observe_hold
 from services.billing.store import SCHEMA, LedgerStore, outbox, utc_now
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -49,7 +51,9 @@ async def serve(
             await relay_task
 
         stack.push_async_callback(stop_relay_task)
-        api = BillingApi(prices, LedgerStore(engine, on_commit=relay.wake, clock=clock))
+        api = BillingApi(
+            prices, LedgerStore(engine, on_commit=relay.wake, clock=clock, on_hold_changed=observe_hold)
+        )
         running = await create_server(
             settings.grpc_listen_address,
             service_names=[SERVICE_NAME],
@@ -59,4 +63,10 @@ async def serve(
             tracer_name="vidflow.billing",
         )
         stack.push_async_callback(running.stop_gracefully, settings.grpc_drain_seconds)
+        held = HeldCredits(engine)
+        stack.enter_context(held.observed())
+        metrics_host = listen_host(settings.grpc_listen_address)
+        await stack.enter_async_context(
+            serve_metrics(metrics_host, settings.metrics_port, refresh=[held.refresh])
+        )
         yield running

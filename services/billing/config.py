@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from servicekit.config import ConfigError, env_float, env_int, env_str
+from servicekit.metrics import metrics_port_from_env
 
 from services.billing.domain import DEFAULT_USD_PER_SECOND, PriceTable
 
@@ -16,6 +17,8 @@ class Settings:
     nats_url: str
     grpc_listen_address: str = "127.0.0.1:50053"
     grpc_drain_seconds: float = 10.0
+    # /metrics port; 0 (off) unless set, so tests and benchmarks never fight over 9464.
+    metrics_port: int = 0
     credits_per_dollar: int = 100
     # USD per second by model and size; BILLING_PRICES replaces the whole table.
     usd_per_second: Mapping[str, Mapping[str, str | Decimal]] = field(
@@ -33,6 +36,7 @@ class Settings:
             nats_url=env_str("NATS_URL"),
             grpc_listen_address=env_str("GRPC_LISTEN_ADDRESS", cls.grpc_listen_address),
             grpc_drain_seconds=env_float("GRPC_DRAIN_SECONDS", cls.grpc_drain_seconds),
+            metrics_port=metrics_port_from_env(),
             credits_per_dollar=env_int("BILLING_CREDITS_PER_DOLLAR", cls.credits_per_dollar),
             usd_per_second=DEFAULT_USD_PER_SECOND if prices is None else prices,
         )

@@ -169,10 +169,13 @@ class LedgerStore:
         *,
         on_commit: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = utc_now,
+        on_hold_changed: Callable[[Hold], None] = lambda hold: None,
     ) -> None:
         self._engine = engine
         self._on_commit = on_commit  # wakes the outbox relay
         self._clock = clock  # reserve time, for budgets
+        # Called once per hold placed, captured or released, after its commit (metrics); never for repeats.
+        self._on_hold_changed = on_hold_changed
 
     async def balance(self, account_id: str) -> Balance:
         """The account's own balance (zero for an account never seen)."""
@@ -339,8 +342,10 @@ class LedgerStore:
         With `api_key_id`, the key's budget is checked under its row lock, so concurrent reserves
         on one key cannot together exceed it. A repeat returns the first hold unchanged.
         """
+        placed: list[Hold] = []
 
         async def attempt(conn: AsyncConnection) -> Hold:
+            placed.clear()
             budget = await _lock_budget(conn, api_key_id) if api_key_id else None
             await _ensure_account(conn, account_id)
             # Membership is read, not locked: a reserve racing a move serialises before or after
@@ -394,30 +399,41 @@ class LedgerStore:
             ).one()
             hold = _hold_from_row(row)
             await _publish(conn, events.hold_changed(hold))
+            placed.append(hold)
             return hold
 
-        return await self._run(attempt)
+        return self._notify(await self._run(attempt), placed)
 
     async def capture(self, job_id: str, delivered_seconds: int) -> Hold:
+        captured: list[Hold] = []
+
         async def attempt(conn: AsyncConnection) -> Hold:
+            captured.clear()
             hold = await _lock_hold(conn, job_id)
             if domain.settled_already(hold, HoldState.CAPTURED):
                 return hold
             charge = domain.capture_charge(hold, delivered_seconds)
-            return await _settle(
+            settled = await _settle(
                 conn, hold, domain.capture(hold, charge), HoldState.CAPTURED, charge, "delivered"
             )
+            captured.append(settled)
+            return settled
 
-        return await self._run(attempt)
+        return self._notify(await self._run(attempt), captured)
 
     async def release(self, job_id: str, reason: str) -> Hold:
+        released: list[Hold] = []
+
         async def attempt(conn: AsyncConnection) -> Hold:
+            released.clear()
             hold = await _lock_hold(conn, job_id)
             if domain.settled_already(hold, HoldState.RELEASED):
                 return hold
-            return await _settle(conn, hold, domain.release(hold, reason), HoldState.RELEASED, 0, reason)
+            settled = await _settle(conn, hold, domain.release(hold, reason), HoldState.RELEASED, 0, reason)
+            released.append(settled)
+            return settled
 
-        return await self._run(attempt)
+        return self._notify(await self._run(attempt), released)
 
     async def audit(self) -> list[str]:
         """Recompute everything from the ledger in one snapshot; returns the problems found."""
@@ -428,6 +444,12 @@ class LedgerStore:
                 for query in _AUDIT_QUERIES:
                     problems.extend(str(row[0]) for row in await conn.execute(text(query)))
         return problems
+
+    def _notify(self, hold: Hold, changed: list[Hold]) -> Hold:
+        """Report the holds the committed attempt changed (none when the call was a repeat)."""
+        for each in changed:
+            self._on_hold_changed(each)
+        return hold
 
     async def _run(self, attempt: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """One short transaction; a lost race on a unique key is retried once, and then reads as a repeat."""

@@ -13,26 +13,48 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry import trace
 from servicekit.db import make_engine, upgrade_schema
 from servicekit.grpcclient import open_channel
+from servicekit.metrics import serve_metrics
 from servicekit.telemetry import context_from_headers
 from vidflow.billing.v1 import billing_service_pb2_grpc
 from vidflow.jobs.v1 import jobs_service_pb2_grpc
 from vidflow.render.v1 import render_service_pb2_grpc
 
-from services.gateway.auth import auth_middleware
+from services.gateway.api_keys import routes as api_key_routes
+from services.gateway.auth import auth_middleware, rate_limit_headers, rate_limit_middleware
+from services.gateway.batch_store import BatchStore
+from services.gateway.batches import routes as batch_routes
 from services.gateway.billing import routes as billing_routes
+from services.gateway.body_limit import body_limit_middleware
 from services.gateway.config import Settings
-from services.gateway.http_errors import Handler, errors_middleware
+from services.gateway.cors import cors_headers, cors_middleware
+from services.gateway.docs_routes import add_docs_routes
+from services.gateway.http_errors import Handler, errors_middleware, request_id_header
+from services.gateway.http_server import GatewayRunner
 from services.gateway.identity import DEV_USER_ID, SCHEMA, IdentityStore
+from services.gateway.jwt_tokens import JwtVerifier
 from services.gateway.keys import (
+    BATCH_STORE,
     BILLING_STUB,
+    CLIENT_WEBHOOK_SETTINGS,
     HTTP_CLIENT,
     IDENTITY,
     JOBS_STUB,
+    JWT_VERIFIER,
     PROVIDER_WEBHOOK_SECRETS,
+    RATE_LIMITER,
     RENDER_STUB,
+    WEBHOOK_STORE,
 )
+from services.gateway.live import close_live_clients, live_events
+from services.gateway.live import routes as live_routes
+from services.gateway.metrics_middleware import metrics_middleware
 from services.gateway.provider_webhooks import routes as provider_webhook_routes
+from services.gateway.rate_limits import RequestLimiter
 from services.gateway.videos import routes as video_routes
+from services.gateway.webapp_routes import add_webapp_routes
+from services.gateway.webhook_delivery import client_webhooks
+from services.gateway.webhook_endpoints import routes as webhook_endpoint_routes
+from services.gateway.webhook_store import WebhookStore
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 TRACER = "vidflow.gateway"
@@ -62,19 +84,41 @@ async def tracing_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 def make_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[errors_middleware, tracing_middleware, auth_middleware],
+        middlewares=[
+            metrics_middleware,
+            errors_middleware,
+            tracing_middleware,
+            cors_middleware(settings.cors),  # preflights need no key
+            body_limit_middleware(settings.max_body_bytes),  # before a key is looked up
+            auth_middleware,
+            rate_limit_middleware,
+        ],
         client_max_size=settings.max_body_bytes,
     )
+    # Headers every answer carries, streamed ones included (those are prepared inside the handler).
+    app.on_response_prepare.append(request_id_header)
+    app.on_response_prepare.append(rate_limit_headers)
+    app.on_response_prepare.append(cors_headers(settings.cors))
     app[SETTINGS] = settings
     app[PROVIDER_WEBHOOK_SECRETS] = dict(settings.provider_webhook_secrets)
+    app[CLIENT_WEBHOOK_SETTINGS] = settings.client_webhooks
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_grpc_peers)
     app.cleanup_ctx.append(_http_client)
+    app.cleanup_ctx.append(live_events(settings))
+    app.cleanup_ctx.append(client_webhooks(settings))
+    app.on_shutdown.append(close_live_clients)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    add_docs_routes(app)
     app.router.add_routes(video_routes)
     app.router.add_routes(provider_webhook_routes)
     app.router.add_routes(billing_routes)
+    app.router.add_routes(api_key_routes)
+    app.router.add_routes(live_routes)
+    app.router.add_routes(batch_routes)
+    app.router.add_routes(webhook_endpoint_routes)
+    add_webapp_routes(app)
     return app
 
 
@@ -87,6 +131,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             user_id=DEV_USER_ID, name="Developer", role="admin", api_key=settings.dev_api_key
         )
     app[IDENTITY] = identity
+    app[RATE_LIMITER] = RequestLimiter(engine, settings.default_requests_per_minute)
+    app[BATCH_STORE] = BatchStore(engine)
+    app[WEBHOOK_STORE] = WebhookStore(engine)
     yield
     await engine.dispose()
 
@@ -108,6 +155,8 @@ async def _grpc_peers(app: web.Application) -> AsyncIterator[None]:
 
 async def _http_client(app: web.Application) -> AsyncIterator[None]:
     app[HTTP_CLIENT] = aiohttp.ClientSession()
+    if (jwt_settings := app[SETTINGS].jwt) is not None:
+        app[JWT_VERIFIER] = JwtVerifier(jwt_settings, app[HTTP_CLIENT])
     yield
     await app[HTTP_CLIENT].close()
 
@@ -143,7 +192,7 @@ class RunningGateway:
 @asynccontextmanager
 async def serve(settings: Settings) -> AsyncIterator[RunningGateway]:
     app = make_app(settings)
-    runner = web.AppRunner(
+    runner = GatewayRunner(
         app,
         shutdown_timeout=settings.shutdown_seconds,
         access_log=None,
@@ -153,6 +202,7 @@ async def serve(settings: Settings) -> AsyncIterator[RunningGateway]:
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
-        yield RunningGateway(runner.addresses[0][1], app)
+        async with serve_metrics(settings.host, settings.metrics_port):
+            yield RunningGateway(runner.addresses[0][1], app)
     finally:
         await runner.cleanup()

@@ -10,9 +10,12 @@ from servicekit.errors import ErrorKind, ServiceError
 from vidflow.billing.v1 import billing_pb2, billing_service_pb2, billing_service_pb2_grpc
 from vidflow.jobs.v1 import jobs_service_pb2, jobs_service_pb2_grpc
 
+from services.gateway import api_schemas as api
+from services.gateway.api_docs import Access, Body, documented, header, json_body, path
 from services.gateway.auth import principal_of
 from services.gateway.create_body import read_create_body
 from services.gateway.keys import BILLING_STUB, JOBS_STUB
+from services.gateway.openai_format import segment_resource
 
 routes = web.RouteTableDef()
 _KINDS = {
@@ -22,19 +25,44 @@ _KINDS = {
     billing_pb2.LEDGER_ENTRY_KIND_RELEASE: "release",
 }
 MAX_ACCOUNT_ID_CHARS = 64
+_ACCOUNT_ID = path(
+    "account_id", "A user's or organisation's account id.", {"type": "string", "maxLength": 64}
+)
 
 
 @routes.get("/v1/billing/balance")
+@documented("Credit balance", tags=["Billing"], reply=api.BALANCE, extension=True)
 async def balance(request: web.Request) -> web.Response:
     return web.json_response(await _balance(request, principal_of(request).user_id))
 
 
 @routes.get("/v1/billing/ledger")
+@documented(
+    "Credit ledger",
+    tags=["Billing"],
+    description="Credits, holds, charges and releases, newest first.",
+    parameters=[api.LIMIT_1_100, api.AFTER],
+    reply=api.LEDGER,
+    errors=[400],
+    extension=True,
+)
 async def ledger(request: web.Request) -> web.Response:
     return web.json_response(await _ledger(request, principal_of(request).user_id))
 
 
 @routes.post("/v1/billing/quote")
+@documented(
+    "Quote a video",
+    tags=["Billing"],
+    description="The create-video body in, the price in credits out; validated as create would be, "
+    "and nothing is created.",
+    body=Body(
+        {"application/json": api.CREATE_VIDEO_JSON, "multipart/form-data": api.CREATE_VIDEO_MULTIPART},
+        example={"model": "sora-2", "prompt": "A calico cat playing a piano", "seconds": "4"},
+    ),
+    reply=api.QUOTE,
+    extension=True,
+)
 async def quote(request: web.Request) -> web.Response:
     """The create-video body in, the price out: validated exactly as create would be."""
     principal = principal_of(request)
@@ -49,6 +77,10 @@ async def quote(request: web.Request) -> web.Response:
             size=fields.size,
             api_key_id=principal.api_key_id,
             validate_only=True,
+            segments=[
+                jobs_service_pb2.SegmentRequest(prompt=prompt, seconds=seconds)
+                for prompt, seconds in fields.segments
+            ],
         )
     )
     job = preview.job
@@ -63,11 +95,31 @@ async def quote(request: web.Request) -> web.Response:
             "currency": "credits",
             "available": account["available"],
             "sufficient": account["available"] >= job.cost_credits,
+            # A long video's planned clips: what create would make.
+            "segments": [segment_resource(segment) for segment in job.segments] or None,
         }
     )
 
 
 @routes.post("/v1/admin/accounts/{account_id}/credits")
+@documented(
+    "Top up an account",
+    tags=["Admin"],
+    parameters=[
+        _ACCOUNT_ID,
+        header(
+            "Idempotency-Key",
+            {"type": "string", "minLength": 1, "maxLength": 128},
+            "Required, so a retried top-up credits once.",
+            required=True,
+        ),
+    ],
+    body=json_body(api.CREDIT_REQUEST, example={"amount": 1000, "reason": "welcome credits"}),
+    reply=api.BALANCE,
+    errors=[404, 409],
+    extension=True,
+    access=Access.ADMIN,
+)
 async def admin_credit(request: web.Request) -> web.Response:
     _require_admin(request)
     account_id = _account_id(request)
@@ -105,6 +157,16 @@ async def admin_credit(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/admin/accounts/{account_id}")
+@documented(
+    "View an account",
+    tags=["Admin"],
+    description="Any account's balance and ledger (paged with `limit` and `after`).",
+    parameters=[_ACCOUNT_ID, api.LIMIT_1_100, api.AFTER],
+    reply=api.ADMIN_ACCOUNT,
+    errors=[400, 404],
+    extension=True,
+    access=Access.ADMIN,
+)
 async def admin_account(request: web.Request) -> web.Response:
     _require_admin(request)
     account_id = _account_id(request)
@@ -114,6 +176,17 @@ async def admin_account(request: web.Request) -> web.Response:
 
 
 @routes.put("/v1/admin/accounts/{account_id}/organisation")
+@documented(
+    "Set an account's organisation",
+    tags=["Admin"],
+    description="Members of an organisation spend from the organisation's account.",
+    parameters=[_ACCOUNT_ID],
+    body=json_body(api.ORGANISATION_REQUEST, example={"organisation_id": None}),
+    reply=api.ACCOUNT,
+    errors=[404],
+    extension=True,
+    access=Access.ADMIN,
+)
 async def admin_set_organisation(request: web.Request) -> web.Response:
     """Members of an organisation spend from the organisation's account; "" or null leaves it."""
     _require_admin(request)
@@ -140,10 +213,20 @@ async def admin_set_organisation(request: web.Request) -> web.Response:
 
 
 @routes.put("/v1/admin/api_keys/{api_key_id}/budget")
+@documented(
+    "Set an API key's budget",
+    tags=["Admin"],
+    parameters=[path("api_key_id", "The key's id.", {"type": "string", "pattern": "^key_[0-9a-f]{16}$"})],
+    body=json_body(api.BUDGET_REQUEST, example={"daily_limit": 500, "monthly_limit": 0}),
+    reply=api.BUDGET,
+    errors=[404],
+    extension=True,
+    access=Access.ADMIN,
+)
 async def admin_set_budget(request: web.Request) -> web.Response:
     _require_admin(request)
     key_id = request.match_info["api_key_id"]
-    if not key_id.startswith("key_") or len(key_id) > 64:
+    if not key_id.startswith("key_") or len(key_id) > 64 or not key_id.isprintable():
         raise ServiceError(ErrorKind.NOT_FOUND, "No such API key.", param="api_key_id")
     body = await _json_object(request)
     limits = {name: body.get(name, 0) for name in ("daily_limit", "monthly_limit")}
@@ -227,7 +310,8 @@ def _require_admin(request: web.Request) -> None:
 
 def _account_id(request: web.Request) -> str:
     account_id = request.match_info["account_id"]
-    if not account_id or len(account_id) > MAX_ACCOUNT_ID_CHARS:
+    # Unprintable characters (NUL, which PostgreSQL text refuses) are in no account id.
+    if not account_id or len(account_id) > MAX_ACCOUNT_ID_CHARS or not account_id.isprintable():
         raise ServiceError(ErrorKind.NOT_FOUND, "No such account.", param="account_id")
     return account_id
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,10 @@ MAX_REFERENCE_BYTES = 10 * 1024 * 1024
 _REFERENCE_FIELDS = ("input_reference", "input_references")
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(?:;[\w-]+=[\w.+-]+)*;base64,(.*)$", re.DOTALL)
 _FITS = ("crop", "pad")
+MAX_SEGMENTS = 12
+_SECONDS_HINT = (
+    "'seconds' must be one of '4', '8', '12', '16', '20', or a multiple of 4 up to 120 for a long video."
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,10 @@ class CreateVideoFields:
     size: str
     references: list[ReferenceUpload] = field(default_factory=list)
     reference_fit: str = "crop"
+    # Vidflow extension: a long video's clips as (prompt, seconds), in order.
+    segments: list[tuple[str, int]] = field(default_factory=list)
+    # Vidflow extension: where to POST this video's video.completed or video.failed ("" for none).
+    webhook_url: str = ""
 
 
 async def read_create_body(request: web.Request) -> CreateVideoFields:
@@ -46,6 +55,11 @@ async def read_create_body(request: web.Request) -> CreateVideoFields:
         raw = await _read_multipart(request)
     else:
         raise _invalid(None, "Send the request as application/json or multipart/form-data.")
+    return create_fields(raw)
+
+
+def create_fields(raw: dict[str, Any]) -> CreateVideoFields:
+    """The fields of one create body already read into a dict (also each request of a batch)."""
     fit = raw.get("reference_fit") or "crop"
     if fit not in _FITS:
         raise _invalid("reference_fit", "reference_fit must be 'crop' or 'pad'.")
@@ -56,7 +70,34 @@ async def read_create_body(request: web.Request) -> CreateVideoFields:
         size=_text(raw, "size"),
         references=_references(raw),
         reference_fit=fit,
+        segments=_segments(raw.get("segments")),
+        webhook_url=_text(raw, "webhook_url"),
     )
+
+
+def _segments(value: Any) -> list[tuple[str, int]]:
+    """`segments`: a JSON array of {"prompt", "seconds"} (a JSON string in multipart). The jobs
+    service checks the values; this checks the shape."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            raise _invalid("segments", "segments must be a JSON array.") from None
+    if not isinstance(value, list):
+        raise _invalid("segments", 'segments must be an array of {"prompt": ..., "seconds": ...} objects.')
+    if len(value) > MAX_SEGMENTS:
+        raise _invalid("segments", f"At most {MAX_SEGMENTS} segments; this request has {len(value)}.")
+    clips = []
+    for index, item in enumerate(value):
+        if not isinstance(item, dict) or set(item) - {"prompt", "seconds"}:
+            raise _invalid(f"segments[{index}]", 'Each segment is {"prompt": ..., "seconds": ...}.')
+        prompt = _text(item, "prompt")
+        if not prompt.strip():
+            raise _invalid(f"segments[{index}].prompt", "Every segment needs a prompt.")
+        clips.append((prompt, _seconds(item.get("seconds"), param=f"segments[{index}].seconds") or 4))
+    return clips
 
 
 def _references(raw: dict[str, Any]) -> list[ReferenceUpload]:
@@ -208,18 +249,18 @@ def _encodes_as_utf8(value: str) -> bool:
     return True
 
 
-def _seconds(value: Any) -> int:
+def _seconds(value: Any, param: str = "seconds") -> int:
     if value is None or value == "":
         return 0
     if isinstance(value, bool):
-        raise _invalid("seconds", "'seconds' must be one of '4', '8', '12', '16', '20'.")
+        raise _invalid(param, _SECONDS_HINT)
     if isinstance(value, int) and 0 < value < 10_000:
         return value
     # ASCII digits only: str.isdigit also accepts '²', which int() refuses.
     if isinstance(value, str) and (text := value.strip()).isascii() and text.isdigit():
         if 0 < int(text[:5]) < 10_000:
             return int(text)
-    raise _invalid("seconds", "'seconds' must be one of '4', '8', '12', '16', '20'.")
+    raise _invalid(param, _SECONDS_HINT)
 
 
 def _invalid(param: str | None, message: str) -> ServiceError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -11,6 +12,9 @@ from servicekit.errors import GENERIC_INTERNAL_MESSAGE, ErrorKind, ServiceError,
 
 log = logging.getLogger(__name__)
 REQUEST_ID_HEADER = "X-Request-Id"
+REQUEST_ID = web.RequestKey("request_id", str)
+# A client's own request id is echoed only if it is short and plain.
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _HTTP_STATUS_KINDS = {
     400: ErrorKind.INVALID_ARGUMENT,
     401: ErrorKind.UNAUTHENTICATED,
@@ -29,7 +33,10 @@ def error_response(error: ServiceError) -> web.Response:
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = request.headers.get(REQUEST_ID_HEADER) or f"req_{uuid.uuid4().hex}"
+    request_id = request.headers.get(REQUEST_ID_HEADER, "")
+    if not _CLIENT_REQUEST_ID.match(request_id):
+        request_id = new_request_id()
+    request[REQUEST_ID] = request_id
     try:
         response = await handler(request)
     except ServiceError as error:
@@ -54,7 +61,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             message = "Unknown request URL." if exc.status == 404 else (exc.text or exc.reason)
             if exc.status == 413:
                 message = "The request body is too large."
-            response = error_response(ServiceError(kind, message))
+            code = "request_too_large" if exc.status == 413 else None
+            response = error_response(ServiceError(kind, message, code=code))
         if exc.status == 405:
             response.headers["Allow"] = exc.headers.get("Allow", "")
     except Exception:
@@ -62,3 +70,15 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = error_response(ServiceError(ErrorKind.INTERNAL, GENERIC_INTERNAL_MESSAGE))
     response.headers[REQUEST_ID_HEADER] = request_id
     return response
+
+
+def new_request_id() -> str:
+    return f"req_{uuid.uuid4().hex}"
+
+
+async def request_id_header(request: web.Request, response: web.StreamResponse) -> None:
+    """An on_response_prepare hook: answers streamed by a handler (prepared before the middleware
+    sees them) carry the request id too."""
+    request_id = request.get(REQUEST_ID)
+    if request_id is not None:
+        response.headers[REQUEST_ID_HEADER] = request_id

@@ -14,6 +14,14 @@ _STATUS = {
 }
 
 
+_SEGMENT_STATUS = {
+    jobs_pb2.SEGMENT_STATUS_PENDING: "pending",
+    jobs_pb2.SEGMENT_STATUS_IN_PROGRESS: "in_progress",
+    jobs_pb2.SEGMENT_STATUS_COMPLETED: "completed",
+    jobs_pb2.SEGMENT_STATUS_FAILED: "failed",
+}
+
+
 def video_resource(job: jobs_pb2.Job) -> dict[str, Any]:
     return {
         "id": job.id,
@@ -34,6 +42,29 @@ def video_resource(job: jobs_pb2.Job) -> dict[str, Any]:
         "queue_position": job.queue_position or None,
         # Vidflow extension: how many reference images the video was made from.
         "reference_images": job.reference_image_count,
+        # Vidflow extension: a long video's clips and how far each has come.
+        "segments": [segment_resource(segment) for segment in job.segments] or None,
+        # Vidflow extension: POST /v1/videos/{id}/retry counts.
+        "retry_count": job.retry_count,
+        "last_retried_at": job.last_retry_time.seconds if job.HasField("last_retry_time") else None,
+        # Vidflow extension: when the video will probably be ready (null once it has ended).
+        "estimated_completed_at": job.estimated_complete_time.seconds
+        if job.HasField("estimated_complete_time")
+        else None,
+    }
+
+
+def segment_resource(segment: jobs_pb2.Segment) -> dict[str, Any]:
+    return {
+        "index": segment.index,
+        "prompt": segment.prompt,
+        "seconds": str(segment.seconds),
+        "status": _SEGMENT_STATUS.get(segment.status, "pending"),
+        "progress": segment.progress,
+        "retry_count": segment.retry_count,
+        "error": {"code": segment.error.code, "message": segment.error.message}
+        if segment.error.code
+        else None,
     }
 
 

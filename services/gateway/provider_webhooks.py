@@ -12,6 +12,8 @@ from servicekit.errors import ErrorKind, ServiceError
 from servicekit.webhooks import ID_HEADER, WebhookVerificationError, verify
 from vidflow.jobs.v1 import jobs_service_pb2, jobs_service_pb2_grpc
 
+from services.gateway import api_schemas as api
+from services.gateway.api_docs import Access, documented, json_body
 from services.gateway.keys import JOBS_STUB, PROVIDER_WEBHOOK_SECRETS
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,18 @@ routes = web.RouteTableDef()
 
 
 @routes.post("/webhooks/providers/{deployment}")
+@documented(
+    "Receive a provider webhook",
+    tags=["Provider webhooks"],
+    description="For video providers, not API clients: a Standard Webhooks signed event with the "
+    "deployment's secret (`PROVIDER_WEBHOOK_SECRETS`); no API key.",
+    parameters=api.WEBHOOK_HEADERS,
+    body=json_body(api.PROVIDER_EVENT, example={"type": "video.completed", "data": {"id": "video_123"}}),
+    reply=api.PROVIDER_EVENT_RECEIPT,
+    errors=[404],
+    extension=True,
+    access=Access.SIGNED,
+)
 async def receive_provider_webhook(request: web.Request) -> web.Response:
     deployment = request.match_info["deployment"]
     secret = request.app[PROVIDER_WEBHOOK_SECRETS].get(deployment)

@@ -8,8 +8,12 @@ from servicekit.errors import ErrorKind, ServiceError
 from vidflow.jobs.v1 import jobs_pb2, jobs_service_pb2, jobs_service_pb2_grpc
 from vidflow.render.v1 import render_pb2, render_service_pb2, render_service_pb2_grpc
 
+from services.gateway import api_schemas as api
+from services.gateway import video_webhooks
+from services.gateway.api_docs import Body, Reply, documented, header, json_reply, query
 from services.gateway.auth import principal_of
-from services.gateway.create_body import read_create_body
+from services.gateway.create_body import CreateVideoFields, read_create_body
+from services.gateway.identity import Principal
 from services.gateway.keys import HTTP_CLIENT, JOBS_STUB, RENDER_STUB
 from services.gateway.openai_format import is_in_flight, video_resource
 
@@ -30,9 +34,26 @@ _PASSED_THROUGH_HEADERS = (
     "Last-Modified",
 )
 
+_MEDIA = {
+    media_type: {"type": "string", "contentMediaType": media_type}
+    for media_type in ("video/mp4", "image/webp", "image/jpeg")
+}
 _FITS = {"crop": jobs_service_pb2.REFERENCE_FIT_CROP, "pad": jobs_service_pb2.REFERENCE_FIT_PAD}
 
 routes = web.RouteTableDef()
+
+
+def _idempotency_key(request: web.Request) -> str:
+    idempotency_key = request.headers.get("Idempotency-Key", "")
+    if len(idempotency_key) > MAX_IDEMPOTENCY_KEY_CHARS:
+        # Refused rather than cut short: two keys sharing a prefix must not name the same video.
+        raise ServiceError(
+            ErrorKind.INVALID_ARGUMENT,
+            f"Idempotency-Key must be at most {MAX_IDEMPOTENCY_KEY_CHARS} characters.",
+            param="Idempotency-Key",
+            code="invalid_value",
+        )
+    return idempotency_key
 
 
 def _job_response(job: jobs_pb2.Job) -> web.Response:
@@ -43,51 +64,85 @@ def _job_response(job: jobs_pb2.Job) -> web.Response:
 
 
 @routes.post("/v1/videos")
+@documented(
+    "Create video",
+    tags=["Videos"],
+    description="JSON or multipart. The prompt and reference images are moderated, then the price is "
+    "held from the caller's credits (402 when short).",
+    body=Body(
+        {"application/json": api.CREATE_VIDEO_JSON, "multipart/form-data": api.CREATE_VIDEO_MULTIPART},
+        example={"model": "sora-2", "prompt": "A calico cat playing a piano", "seconds": "4"},
+    ),
+    parameters=[api.IDEMPOTENCY_KEY],
+    reply=json_reply(api.VIDEO, headers=[api.POLL_AFTER]),
+    errors=[402, 409, 429],
+)
 async def create_video(request: web.Request) -> web.Response:
     principal = principal_of(request)
-    idempotency_key = request.headers.get("Idempotency-Key", "")
-    if len(idempotency_key) > MAX_IDEMPOTENCY_KEY_CHARS:
-        # Refused rather than cut short: two keys sharing a prefix must not name the same video.
-        raise ServiceError(
-            ErrorKind.INVALID_ARGUMENT,
-            f"Idempotency-Key must be at most {MAX_IDEMPOTENCY_KEY_CHARS} characters.",
-            param="Idempotency-Key",
-            code="invalid_value",
-        )
+    idempotency_key = _idempotency_key(request)
     fields = await read_create_body(request)
+    if fields.webhook_url:
+        await video_webhooks.checked_webhook_url(request.app, principal.user_id, fields.webhook_url)
     stub: jobs_service_pb2_grpc.JobsServiceStub = request.app[JOBS_STUB]
-    response = await stub.CreateJob(
-        jobs_service_pb2.CreateJobRequest(
-            owner_id=principal.user_id,
-            model=fields.model,
-            prompt=fields.prompt,
-            seconds=fields.seconds,
-            size=fields.size,
-            request_id=idempotency_key,
-            api_key_id=principal.api_key_id,
-            reference_images=[
-                jobs_service_pb2.ReferenceImage(
-                    data=ref.data, content_type=ref.content_type, filename=ref.filename
-                )
-                for ref in fields.references
-            ],
-            reference_fit=_FITS[fields.reference_fit],
-        )
-    )
+    response = await stub.CreateJob(create_job_request(principal, fields, request_id=idempotency_key))
+    if fields.webhook_url:
+        await video_webhooks.subscribe(request.app, response.job, fields.webhook_url)
     return _job_response(response.job)
 
 
+def create_job_request(
+    principal: Principal, fields: CreateVideoFields, *, request_id: str
+) -> jobs_service_pb2.CreateJobRequest:
+    """The CreateJob call for one create body (also each request of a batch)."""
+    return jobs_service_pb2.CreateJobRequest(
+        owner_id=principal.user_id,
+        model=fields.model,
+        prompt=fields.prompt,
+        seconds=fields.seconds,
+        size=fields.size,
+        request_id=request_id,
+        api_key_id=principal.api_key_id,
+        max_concurrent_jobs=principal.max_concurrent_jobs,
+        reference_images=[
+            jobs_service_pb2.ReferenceImage(
+                data=ref.data, content_type=ref.content_type, filename=ref.filename
+            )
+            for ref in fields.references
+        ],
+        reference_fit=_FITS[fields.reference_fit],
+        segments=[
+            jobs_service_pb2.SegmentRequest(prompt=prompt, seconds=seconds)
+            for prompt, seconds in fields.segments
+        ],
+    )
+
+
 @routes.delete("/v1/videos/{video_id}")
+@documented(
+    "Delete video",
+    tags=["Videos"],
+    description="Deletes a finished video and every stored file of it; cancel a running one first (400).",
+    reply=api.DELETED_VIDEO,
+    errors=[400, 404],
+)
 async def delete_video(request: web.Request) -> web.Response:
     """Deletes a finished video and every stored file of it (OpenAI's delete)."""
     principal = principal_of(request)
-    video_id = request.match_info["video_id"][:128]
+    video_id = _video_id(request)
     stub: jobs_service_pb2_grpc.JobsServiceStub = request.app[JOBS_STUB]
     await stub.DeleteJob(jobs_service_pb2.DeleteJobRequest(owner_id=principal.user_id, job_id=video_id))
     return web.json_response({"id": video_id, "object": "video.deleted", "deleted": True})
 
 
 @routes.get("/v1/videos/{video_id}/renditions")
+@documented(
+    "List renditions",
+    tags=["Videos"],
+    description="The renditions ladder of a finished video, each with a short-lived presigned URL.",
+    reply=api.RENDITION_LIST,
+    errors=[404],
+    extension=True,
+)
 async def list_renditions(request: web.Request) -> web.Response:
     """Vidflow extension: the renditions ladder, each with a short-lived presigned URL."""
     job = await _owned_job(request)
@@ -120,18 +175,103 @@ async def list_renditions(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/videos/{video_id}/cancel")
+@documented(
+    "Cancel video",
+    tags=["Videos"],
+    description="Stops a video that has not finished: it ends `failed` with error code `cancelled` and "
+    "its credit hold is released. Repeating it is harmless; a finished video answers 400.",
+    reply=api.VIDEO,
+    errors=[400, 404, 409],
+    extension=True,
+)
 async def cancel_video(request: web.Request) -> web.Response:
     """Vidflow extension: stop a video that has not finished; its credit hold is released."""
     principal = principal_of(request)
-    video_id = request.match_info["video_id"]
+    video_id = _video_id(request)
     stub: jobs_service_pb2_grpc.JobsServiceStub = request.app[JOBS_STUB]
     response = await stub.CancelJob(
-        jobs_service_pb2.CancelJobRequest(owner_id=principal.user_id, job_id=video_id[:128])
+        jobs_service_pb2.CancelJobRequest(owner_id=principal.user_id, job_id=video_id)
+    )
+    return _job_response(response.job)
+
+
+@routes.post("/v1/videos/{video_id}/remix")
+@documented(
+    "Remix video",
+    tags=["Videos"],
+    description="A new video from a completed one with a new prompt, made by the provider that made "
+    "the source, with the source's model, size and length. JSON or multipart with `prompt` only; "
+    "moderated and paid for like a create.",
+    body=Body(
+        {"application/json": api.REMIX_VIDEO, "multipart/form-data": api.REMIX_VIDEO},
+        example={"prompt": "Extend the scene with the cat taking a bow"},
+    ),
+    parameters=[api.IDEMPOTENCY_KEY],
+    reply=json_reply(api.VIDEO, headers=[api.POLL_AFTER]),
+    errors=[400, 402, 404, 409, 429],
+)
+async def remix_video(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    idempotency_key = _idempotency_key(request)
+    fields = await read_create_body(request)
+    if fields.model or fields.seconds or fields.size or fields.references or fields.segments:
+        raise ServiceError(
+            ErrorKind.INVALID_ARGUMENT,
+            "A remix takes only a prompt; it keeps the source video's model, size and length.",
+            param="prompt",
+            code="invalid_value",
+        )
+    stub: jobs_service_pb2_grpc.JobsServiceStub = request.app[JOBS_STUB]
+    response = await stub.CreateJob(
+        jobs_service_pb2.CreateJobRequest(
+            owner_id=principal.user_id,
+            prompt=fields.prompt,
+            request_id=idempotency_key,
+            api_key_id=principal.api_key_id,
+            remix_of_job_id=_video_id(request),
+            max_concurrent_jobs=principal.max_concurrent_jobs,
+        )
+    )
+    return _job_response(response.job)
+
+
+@routes.post("/v1/videos/{video_id}/retry")
+@documented(
+    "Retry video",
+    tags=["Videos"],
+    description="Tries a failed video again: its price is held again from the caller's credits "
+    "(402 when short) and, for a long video, only the clips that did not finish are made again. "
+    "The video shows `retry_count` and `last_retried_at`. Videos refused by moderation, and "
+    "videos that have not failed, answer 400.",
+    reply=json_reply(api.VIDEO, headers=[api.POLL_AFTER]),
+    errors=[400, 402, 404, 409],
+    extension=True,
+)
+async def retry_video(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    stub: jobs_service_pb2_grpc.JobsServiceStub = request.app[JOBS_STUB]
+    response = await stub.RetryJob(
+        jobs_service_pb2.RetryJobRequest(
+            owner_id=principal.user_id, job_id=_video_id(request)
+        )
     )
     return _job_response(response.job)
 
 
 @routes.get("/v1/videos")
+@documented(
+    "List videos",
+    tags=["Videos"],
+    parameters=[
+        query(
+            "limit", {"type": "integer", "minimum": 0, "maximum": 100, "default": 20}, "Page size (0: 20)."
+        ),
+        query("order", {"type": "string", "enum": ["asc", "desc"], "default": "desc"}, "By creation time."),
+        query("after", {"type": "string"}, "The last id of the previous page."),
+    ],
+    reply=api.VIDEO_LIST,
+    errors=[400],
+)
 async def list_videos(request: web.Request) -> web.Response:
     principal = principal_of(request)
     limit = _limit(request.query.get("limit"))
@@ -140,12 +280,17 @@ async def list_videos(request: web.Request) -> web.Response:
         raise ServiceError(
             ErrorKind.INVALID_ARGUMENT, "order must be 'asc' or 'desc'", param="order", code="invalid_value"
         )
+    after = request.query.get("after", "")[:128]
+    if not after.isprintable():  # NUL, say, which no id holds and PostgreSQL text refuses
+        raise ServiceError(
+            ErrorKind.INVALID_ARGUMENT, "after must be a video id", param="after", code="invalid_value"
+        )
     stub: jobs_service_pb2_grpc.JobsServiceStub = request.app[JOBS_STUB]
     response = await stub.ListJobs(
         jobs_service_pb2.ListJobsRequest(
             owner_id=principal.user_id,
             page_size=limit,
-            page_token=request.query.get("after", "")[:128],
+            page_token=after,
             order=jobs_pb2.SORT_ORDER_ASCENDING if order == "asc" else jobs_pb2.SORT_ORDER_DESCENDING,
         )
     )
@@ -162,12 +307,30 @@ async def list_videos(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/videos/{video_id}")
+@documented(
+    "Retrieve video", tags=["Videos"], reply=json_reply(api.VIDEO, headers=[api.POLL_AFTER]), errors=[404]
+)
 async def retrieve_video(request: web.Request) -> web.Response:
     job = await _owned_job(request)
     return _job_response(job)
 
 
 @routes.get("/v1/videos/{video_id}/content")
+@documented(
+    "Retrieve video content",
+    tags=["Videos"],
+    description="Streams a completed video's MP4 or a still; Range requests answer 206.",
+    parameters=[
+        query(
+            "variant",
+            {"type": "string", "enum": list(_VARIANTS), "default": "video"},
+            "`poster` (a full-size JPEG still) is a Vidflow extension.",
+        ),
+        header("Range", {"type": "string", "examples": ["bytes=0-1023"]}, "A byte range, as in HTTP."),
+    ],
+    reply=[Reply(_MEDIA, description="The whole file."), Reply(_MEDIA, status=206, description="A range.")],
+    errors=[400, 404],
+)
 async def download_content(request: web.Request) -> web.StreamResponse:
     variant_name = request.query.get("variant", "video")
     if variant_name not in _VARIANTS:
@@ -217,16 +380,23 @@ async def _relay_from_storage(request: web.Request, url: str) -> web.StreamRespo
         return response
 
 
-async def _owned_job(request: web.Request) -> jobs_pb2.Job:
-    principal = principal_of(request)
+def _video_id(request: web.Request) -> str:
+    """The path's video id. One no video can have (too long, or with a character such as NUL that
+    PostgreSQL text refuses) answers like any missing id instead of reaching the jobs service."""
     video_id = request.match_info["video_id"]
-    if len(video_id) > 128:
+    if len(video_id) > 128 or not video_id.isprintable():
         raise ServiceError(
             ErrorKind.NOT_FOUND,
-            f"No video found with id '{video_id[:128]}'.",
+            f"No video found with id {video_id[:128]!r}.",
             param="video_id",
             code="video_not_found",
         )
+    return video_id
+
+
+async def _owned_job(request: web.Request) -> jobs_pb2.Job:
+    principal = principal_of(request)
+    video_id = _video_id(request)
     stub: jobs_service_pb2_grpc.JobsServiceStub = request.app[JOBS_STUB]
     response = await stub.GetJob(jobs_service_pb2.GetJobRequest(owner_id=principal.user_id, job_id=video_id))
     return response.job

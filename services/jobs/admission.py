@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 from servicekit.errors import ErrorKind, ServiceError
 from servicekit.telemetry import current_traceparent
 
+from services.jobs.domain import segments
 from services.jobs.domain.job import Job, JobError, new_job_id
 from services.jobs.domain.lifecycle import Stage
+from services.jobs.domain.segments import Segment
 from services.jobs.domain.video_spec import VideoSpec, validate_spec
 from services.jobs.peers import (
     BillingClient,
@@ -22,7 +24,7 @@ from services.jobs.peers import (
     RendererClient,
 )
 from services.jobs.staging import content_type_of
-from services.jobs.store import Changes, DuplicateRequest, JobStore
+from services.jobs.store import Changes, ConcurrencyLimitReached, DuplicateRequest, JobStore
 
 log = logging.getLogger(__name__)
 MAX_REFERENCE_IMAGES = 4
@@ -40,6 +42,12 @@ class JobRequest:
     references: tuple[ReferenceImage, ...] = ()
     # Pad references to the frame instead of cropping them.
     pad_references: bool = False
+    # A long video's clips as (prompt, seconds); empty lets the service plan them.
+    segments: tuple[tuple[str, int], ...] = ()
+    # The API key's limit on unfinished jobs; 0 for none.
+    max_concurrent_jobs: int = 0
+    # A remix of this (completed) job of the same owner: its model, size and length, a new prompt.
+    remix_of_job_id: str = ""
 
 
 class Admission:
@@ -62,7 +70,8 @@ class Admission:
     async def quote(self, request: JobRequest) -> Job:
         """What create would do, without doing it (AIP-163 validate_only): the same validation,
         and the price billing would hold. Nothing is stored, moderated or charged."""
-        spec = self._validated(request)
+        source = await self._remix_source(request)
+        spec, planned = self._validated(request, source)
         cost = await self._billing.quote(spec)
         return Job(
             id="",
@@ -72,10 +81,12 @@ class Admission:
             progress=0,
             created_at=datetime.now(UTC),
             cost_credits=cost,
+            segments=planned,
         )
 
     async def create(self, request: JobRequest) -> Job:
-        spec = self._validated(request)
+        source = await self._remix_source(request)
+        spec, planned = self._validated(request, source)
         owner_id, request_id = request.owner_id, request.request_id
         if request_id and (existing := await self._store.find_by_request_id(owner_id, request_id)):
             return existing
@@ -87,7 +98,18 @@ class Admission:
                 request_id=request_id or None,
                 traceparent=current_traceparent(),
                 api_key_id=request.api_key_id,
+                segments=planned,
+                max_concurrent_jobs=request.max_concurrent_jobs,
+                remix_of=source,
             )
+        except ConcurrencyLimitReached as limit:
+            raise ServiceError(
+                ErrorKind.RATE_LIMITED,
+                f"This API key already has {limit.limit} unfinished videos, its limit; "
+                "wait for one to finish.",
+                code="concurrent_jobs_limit_exceeded",
+                metadata={"retry_after_seconds": "10"},
+            ) from None
         except DuplicateRequest:
             # A concurrent request with the same key won the insert; answer with its job.
             existing = await self._store.find_by_request_id(owner_id, request_id)
@@ -127,8 +149,45 @@ class Admission:
             pad=request.pad_references,
         )
 
+    async def _remix_source(self, request: JobRequest) -> Job | None:
+        """The video a remix starts from: the caller's own, finished, and still held by its provider."""
+        if not request.remix_of_job_id:
+            return None
+        source = await self._store.get(request.remix_of_job_id, owner_id=request.owner_id)
+        if source is None or not request.owner_id:
+            raise ServiceError(
+                ErrorKind.NOT_FOUND,
+                f"No video found with id '{request.remix_of_job_id}'.",
+                param="video_id",
+                code="video_not_found",
+            )
+        if source.stage is not Stage.COMPLETED:
+            raise _remix_refused(
+                f"Video {source.id} is {source.status.value}; only completed videos can be remixed.",
+                "video_not_completed",
+            )
+        if source.segments:
+            raise _remix_refused(
+                "Long videos cannot be remixed; remix one made in a single clip.", "remix_not_supported"
+            )
+        if not source.upstream_id or not source.deployment:
+            raise _remix_refused(f"Video {source.id} has no provider video to remix.", "remix_not_supported")
+        if source.expires_at is not None and source.expires_at <= datetime.now(UTC):
+            raise _remix_refused(
+                f"The provider no longer keeps the video {source.id} was made from; it cannot be remixed.",
+                "remix_source_expired",
+            )
+        if request.references or request.segments:
+            raise ServiceError(
+                ErrorKind.INVALID_ARGUMENT,
+                "A remix takes only a new prompt: no reference images or segments.",
+                param="prompt",
+                code="invalid_value",
+            )
+        return source
+
     @staticmethod
-    def _validated(request: JobRequest) -> VideoSpec:
+    def _validated(request: JobRequest, remix_of: Job | None = None) -> tuple[VideoSpec, tuple[Segment, ...]]:
         if not request.owner_id:
             raise ServiceError(ErrorKind.INVALID_ARGUMENT, "owner_id is required", param="owner_id")
         if len(request.references) > MAX_REFERENCE_IMAGES:
@@ -138,14 +197,35 @@ class Admission:
                 param="input_reference",
                 code="invalid_value",
             )
-        return validate_spec(request.model, request.prompt, request.seconds, request.size)
+        if remix_of is not None:
+            source = remix_of.spec
+            return validate_spec(source.model, request.prompt, source.seconds, source.size), ()
+        if not request.segments:
+            spec = validate_spec(request.model, request.prompt, request.seconds, request.size)
+            return spec, segments.plan(spec.prompt, spec.seconds)
+        # The client's clips first: a bad clip is named as such, not as a bad total.
+        planned = segments.plan("", 0, request.segments)
+        total = sum(segment.seconds for segment in planned)
+        if request.seconds and request.seconds != total:
+            raise ServiceError(
+                ErrorKind.INVALID_ARGUMENT,
+                f"seconds is {request.seconds} but the segments add up to {total}; "
+                "send one or make them agree.",
+                param="seconds",
+                code="invalid_value",
+            )
+        prompt = request.prompt or "\n".join(segment.prompt for segment in planned)
+        return validate_spec(request.model, prompt, total, request.size), planned
 
     async def admit(self, job: Job, prepared: list[PreparedReference] | None = None) -> Job:
         """Moderation of the prompt and every reference image, then the credit hold. Safe to
         repeat: every step is keyed by the job id. A resumed admission reads the prepared
         references back from storage."""
+        if job.retry_count:
+            # A retry sends what moderation already approved: the same prompts and images.
+            return await self._hold_and_queue(job)
         verdict = await self._moderation.check_prompt(
-            job_id=job.id, owner_id=job.owner_id, prompt=job.spec.prompt
+            job_id=job.id, owner_id=job.owner_id, prompt=moderated_text(job)
         )
         if not verdict.approved:
             log.info("job refused by moderation", extra={"job_id": job.id, "category": verdict.category})
@@ -162,19 +242,23 @@ class Admission:
                 return await self._store.move(
                     job, Stage.FAILED, Changes(error=JobError("moderation_blocked", verdict.reason))
                 )
+        return await self._hold_and_queue(job)
+
+    async def _hold_and_queue(self, job: Job) -> Job:
         amount = await self._billing.reserve(
-            account_id=job.owner_id, job_id=job.id, spec=job.spec, api_key_id=job.api_key_id
+            account_id=job.owner_id, job_id=job.hold_key, spec=job.spec, api_key_id=job.api_key_id
         )
         admitted = await self._store.move(job, Stage.QUEUED, Changes(cost_credits=amount))
         self._on_admitted()
         return admitted
 
 
-def _content_type_of(key: str) -> str:
-    return (
-        "image/jpeg"
-        if key.endswith((".jpg", ".jpeg"))
-        else "image/webp"
-        if key.endswith(".webp")
-        else "image/png"
-    )
+def moderated_text(job: Job) -> str:
+    """The prompt and every clip's own prompt: whatever a provider will be sent is checked."""
+    texts = [job.spec.prompt]
+    texts += [segment.prompt for segment in job.segments if segment.prompt not in texts]
+    return "\n\n".join(texts)
+
+
+def _remix_refused(message: str, code: str) -> ServiceError:
+    return ServiceError(ErrorKind.FAILED_PRECONDITION, message, param="video_id", code=code)

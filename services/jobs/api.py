@@ -10,10 +10,11 @@ from services.jobs.admission import Admission, JobRequest
 from services.jobs.cancellation import Cancellation
 from services.jobs.deletion import Deletion
 from services.jobs.domain.routing import Registry
+from services.jobs.estimator import Estimator
 from services.jobs.intake import Outcome, ProviderEventIntake
 from services.jobs.peers import ReferenceImage
+from services.jobs.retries import Retries
 from services.jobs.store import JobStore
-from services.jobs.translate import job_to_proto
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
@@ -28,7 +29,10 @@ class JobsApi(jobs_service_pb2_grpc.JobsServiceServicer):
         registry: Registry,
         cancellation: Cancellation,
         deletion: Deletion,
+        retries: Retries,
     ) -> None:
+        self._retries = retries
+        self._estimator = Estimator(store, registry)
         self._admission = admission
         self._cancellation = cancellation
         self._deletion = deletion
@@ -52,18 +56,27 @@ class JobsApi(jobs_service_pb2_grpc.JobsServiceServicer):
                 for image in request.reference_images
             ),
             pad_references=request.reference_fit == jobs_service_pb2.REFERENCE_FIT_PAD,
+            segments=tuple((segment.prompt, segment.seconds) for segment in request.segments),
+            max_concurrent_jobs=max(0, request.max_concurrent_jobs),
+            remix_of_job_id=request.remix_of_job_id[:128],
         )
         if request.validate_only:
             job = await self._admission.quote(job_request)
         else:
             job = await self._admission.create(job_request)
-        return jobs_service_pb2.CreateJobResponse(job=job_to_proto(job))
+        return jobs_service_pb2.CreateJobResponse(job=await self._estimator.to_proto(job))
 
     async def CancelJob(
         self, request: jobs_service_pb2.CancelJobRequest, context: grpc.aio.ServicerContext
     ) -> jobs_service_pb2.CancelJobResponse:
         job = await self._cancellation.cancel(owner_id=request.owner_id, job_id=request.job_id)
-        return jobs_service_pb2.CancelJobResponse(job=job_to_proto(job))
+        return jobs_service_pb2.CancelJobResponse(job=await self._estimator.to_proto(job))
+
+    async def RetryJob(
+        self, request: jobs_service_pb2.RetryJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_service_pb2.RetryJobResponse:
+        job = await self._retries.retry(owner_id=request.owner_id, job_id=request.job_id)
+        return jobs_service_pb2.RetryJobResponse(job=await self._estimator.to_proto(job))
 
     async def GetJob(
         self, request: jobs_service_pb2.GetJobRequest, context: grpc.aio.ServicerContext
@@ -71,7 +84,7 @@ class JobsApi(jobs_service_pb2_grpc.JobsServiceServicer):
         job = await self._store.get(request.job_id, owner_id=request.owner_id)
         if job is None or not request.owner_id:
             raise _not_found(request.job_id)
-        return jobs_service_pb2.GetJobResponse(job=job_to_proto(job))
+        return jobs_service_pb2.GetJobResponse(job=await self._estimator.to_proto(job))
 
     async def ListJobs(
         self, request: jobs_service_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
@@ -90,7 +103,7 @@ class JobsApi(jobs_service_pb2_grpc.JobsServiceServicer):
             descending=request.order != jobs_pb2.SORT_ORDER_ASCENDING,
         )
         return jobs_service_pb2.ListJobsResponse(
-            jobs=[job_to_proto(job) for job in jobs],
+            jobs=[await self._estimator.to_proto(job) for job in jobs],
             next_page_token=jobs[-1].id if has_more and jobs else "",
         )
 

@@ -13,6 +13,7 @@ from servicekit.bus import connect_nats, ensure_stream
 from servicekit.db import make_engine, upgrade_schema
 from servicekit.grpcclient import open_channel
 from servicekit.grpcserver import RunningServer, create_server
+from servicekit.metrics import listen_host, serve_metrics
 from servicekit.outbox import OutboxRelay
 from servicekit.storage import ensure_bucket, make_s3_client
 from vidflow.jobs.v1 import jobs_service_pb2, jobs_service_pb2_grpc
@@ -24,8 +25,10 @@ from services.jobs.cancellation import Cancellation
 from services.jobs.config import Settings
 from services.jobs.deletion import Deletion
 from services.jobs.intake import ProviderEventIntake
+from services.jobs.metrics import QueueGauges, observe_move, provider_call_recorder
 from services.jobs.peers import BillingClient, ModerationClient, RendererClient
 from services.jobs.provider.openai_videos import OpenAIVideosProvider
+from services.jobs.retries import Retries
 from services.jobs.staging import StagingArea
 from services.jobs.store import SCHEMA, JobStore, outbox
 from services.jobs.worker import JobWorker
@@ -77,7 +80,7 @@ async def serve(settings: Settings) -> AsyncIterator[RunningJobs]:
         )
 
         relay = OutboxRelay(engine, outbox, js)
-        store = JobStore(engine, on_event_written=relay.wake)
+        store = JobStore(engine, on_event_written=relay.wake, on_moved=observe_move)
         worker_wake: list[JobWorker] = []
 
         def on_admitted() -> None:
@@ -94,6 +97,7 @@ async def serve(settings: Settings) -> AsyncIterator[RunningJobs]:
                 timeout_seconds=settings.provider.timeout_seconds,
                 max_attempts=settings.provider.max_attempts,
                 acquire_budget=RequestBudget(engine, deployment).acquire,
+                record_call=provider_call_recorder(name),
             )
             for name, deployment in settings.provider.registry.deployments.items()
         }
@@ -124,7 +128,13 @@ async def serve(settings: Settings) -> AsyncIterator[RunningJobs]:
         intake = ProviderEventIntake(store, on_applied=worker.wake)
         cancellation = Cancellation(store, on_cancelled=worker.wake)
         api = JobsApi(
-            admission, store, intake, settings.provider.registry, cancellation, Deletion(store, renderer)
+            admission,
+            store,
+            intake,
+            settings.provider.registry,
+            cancellation,
+            Deletion(store, renderer, staging),
+            Retries(store, admission, staging),
         )
         running = await create_server(
             settings.grpc_listen_address,
@@ -133,4 +143,10 @@ async def serve(settings: Settings) -> AsyncIterator[RunningJobs]:
             tracer_name=TRACER,
         )
         stack.push_async_callback(running.stop_gracefully, settings.grpc_drain_seconds)
+        gauges = QueueGauges(engine, settings.provider.registry)
+        stack.enter_context(gauges.observed())
+        metrics_host = listen_host(settings.grpc_listen_address)
+        await stack.enter_async_context(
+            serve_metrics(metrics_host, settings.metrics_port, refresh=[gauges.refresh])
+        )
         yield RunningJobs(running, store)

@@ -10,20 +10,13 @@ from __future__ import annotations
 import asyncio
 import random
 
-from sqlalchemy import Column, DateTime, Float, String, Table, func
-from sqlalchemy.dialects.postgresql import insert
+from servicekit.token_bucket import TokenBuckets, bucket_table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.jobs.domain.routing import Deployment
 from services.jobs.store import metadata
 
-provider_budgets = Table(
-    "provider_budgets",
-    metadata,
-    Column("deployment", String(64), primary_key=True),
-    Column("tokens", Float, nullable=False),
-    Column("refreshed_at", DateTime(timezone=True), nullable=False),
-)
+provider_budgets = bucket_table("provider_budgets", metadata, "deployment")
 
 
 def burst_size(deployment: Deployment) -> float:
@@ -38,7 +31,7 @@ def refill_per_second(deployment: Deployment) -> float:
 
 class RequestBudget:
     def __init__(self, engine: AsyncEngine, deployment: Deployment) -> None:
-        self._engine = engine
+        self._buckets = TokenBuckets(engine, provider_budgets, "deployment")
         self._name = deployment.name
         self._burst = burst_size(deployment)
         self._rate = refill_per_second(deployment)
@@ -52,23 +45,5 @@ class RequestBudget:
             await asyncio.sleep((1.0 / self._rate) * random.uniform(0.5, 1.5))
 
     async def _try_take(self) -> bool:
-        budgets = provider_budgets
-        refilled = func.least(
-            self._burst,
-            budgets.c.tokens
-            + func.extract("epoch", func.clock_timestamp() - budgets.c.refreshed_at) * self._rate,
-        )
-        statement = (
-            insert(budgets)
-            .values(deployment=self._name, tokens=self._burst - 1, refreshed_at=func.clock_timestamp())
-            .on_conflict_do_update(
-                index_elements=[budgets.c.deployment],
-                set_={"tokens": refilled - 1, "refreshed_at": func.clock_timestamp()},
-                where=refilled >= 1,
-            )
-            .returning(budgets.c.tokens)
-        )
-        # One statement, autocommitted: one round trip per provider request.
-        async with self._engine.connect() as conn:
-            autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            return (await autocommit.scalar(statement)) is not None
+        take = await self._buckets.take(self._name, capacity=self._burst, per_second=self._rate)
+        return take.taken

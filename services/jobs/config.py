@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from servicekit.config import ConfigError, env_float, env_int, env_str
+from servicekit.metrics import metrics_port_from_env
 from servicekit.storage import S3Settings
 
 from services.jobs.domain.routing import Registry, RegistryError, parse_registry, single_deployment_registry
@@ -110,6 +111,8 @@ class Settings:
     renderer_address: str = "127.0.0.1:50054"
     grpc_listen_address: str = "127.0.0.1:50051"
     grpc_drain_seconds: float = 10.0
+    # /metrics port; 0 (off) unless set, so tests and benchmarks never fight over 9464.
+    metrics_port: int = 0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -136,4 +139,5 @@ class Settings:
             renderer_address=env_str("RENDERER_ADDRESS", cls.renderer_address),
             grpc_listen_address=env_str("GRPC_LISTEN_ADDRESS", cls.grpc_listen_address),
             grpc_drain_seconds=env_float("GRPC_DRAIN_SECONDS", cls.grpc_drain_seconds),
+            metrics_port=metrics_port_from_env(),
         )

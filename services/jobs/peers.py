@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -139,6 +140,16 @@ class RendererClient:
             for prepared in response.references
         ]
 
+    async def capture_last_frame(self, *, job_id: str, owner_id: str, staging_key: str) -> bytes:
+        """The JPEG of a staged clip's last frame."""
+        response = await self._stub.CaptureLastFrame(
+            render_service_pb2.CaptureLastFrameRequest(
+                job_id=job_id, owner_id=owner_id, staging_key=staging_key
+            ),
+            timeout=60,
+        )
+        return bytes(response.image)
+
     async def delete_assets(self, *, job_id: str, owner_id: str) -> int:
         response = await self._stub.DeleteAssets(
             render_service_pb2.DeleteAssetsRequest(job_id=job_id, owner_id=owner_id), timeout=60
@@ -146,7 +157,14 @@ class RendererClient:
         return response.deleted_objects
 
     async def ingest(
-        self, *, job_id: str, owner_id: str, staging_key: str, expected_seconds: int, expected_size: str
+        self,
+        *,
+        job_id: str,
+        owner_id: str,
+        staging_key: str,
+        expected_seconds: int,
+        expected_size: str,
+        segment_staging_keys: Sequence[str] = (),
     ) -> Asset:
         response = await self._stub.IngestVideo(
             render_service_pb2.IngestVideoRequest(
@@ -155,8 +173,9 @@ class RendererClient:
                 staging_key=staging_key,
                 expected_seconds=expected_seconds,
                 expected_size=expected_size,
+                segment_staging_keys=list(segment_staging_keys),
             ),
-            timeout=120,
+            timeout=300 if segment_staging_keys else 120,
         )
         asset = response.asset
         return Asset(

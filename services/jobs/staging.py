@@ -7,6 +7,8 @@ import asyncio
 from pathlib import Path
 
 from minio import Minio
+from minio.deleteobjects import DeleteObject
+from minio.error import S3Error
 
 _CONTENT_TYPES = {
     ".mp4": "video/mp4",
@@ -26,6 +28,11 @@ def staging_key(job_id: str, filename: str) -> str:
     return f"staging/{job_id}/{filename}"
 
 
+def segment_staging_key(job_id: str, index: int) -> str:
+    """Where the finished clip `index` of a long video waits to be stitched."""
+    return staging_key(job_id, f"segment-{index}.mp4")
+
+
 class StagingArea:
     def __init__(self, client: Minio, bucket: str) -> None:
         self._client = client
@@ -33,14 +40,46 @@ class StagingArea:
 
     async def upload(self, job_id: str, path: Path) -> str:
         key = staging_key(job_id, path.name)
+        await self.upload_as(key, path)
+        return key
+
+    async def upload_as(self, key: str, path: Path) -> None:
         await asyncio.to_thread(
             self._client.fput_object,
             bucket_name=self._bucket,
             object_name=key,
             file_path=str(path),
-            content_type=_CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
+            content_type=content_type_of(key),
         )
-        return key
+
+    async def exists(self, key: str) -> bool:
+        def _stat() -> bool:
+            try:
+                self._client.stat_object(bucket_name=self._bucket, object_name=key)
+            except S3Error as error:
+                if error.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                    return False
+                raise
+            return True
+
+        return await asyncio.to_thread(_stat)
+
+    async def delete_job(self, job_id: str) -> int:
+        """Every staged file of a job; how many there were."""
+
+        def _delete() -> int:
+            keys = [
+                item.object_name
+                for item in self._client.list_objects(self._bucket, prefix=staging_key(job_id, ""))
+                if item.object_name
+            ]
+            if keys:
+                errors = list(self._client.remove_objects(self._bucket, [DeleteObject(key) for key in keys]))
+                if errors:
+                    raise RuntimeError(f"could not delete staged files: {errors[0]}")
+            return len(keys)
+
+        return await asyncio.to_thread(_delete)
 
     async def read(self, key: str) -> bytes:
         def _read() -> bytes:

@@ -30,7 +30,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from vidflow.jobs.v1 import events_pb2
@@ -39,7 +39,9 @@ from services.jobs.domain.dispatch import QueuedJob, assign
 from services.jobs.domain.job import Asset, Job, JobError
 from services.jobs.domain.lifecycle import WORKER_STAGES, Stage, check_move
 from services.jobs.domain.routing import Registry
+from services.jobs.domain.segments import Segment
 from services.jobs.domain.video_spec import VideoSpec
+from services.jobs.subjects import status_subject
 from services.jobs.translate import job_to_proto
 
 SCHEMA = "jobs"
@@ -87,6 +89,13 @@ jobs = Table(
     Column("poll_interval_seconds", Float),
     Column("api_key_id", String(64), nullable=False, server_default=""),
     Column("reference_keys", ARRAY(Text), nullable=False, server_default="{}"),
+    Column("segments", JSONB, nullable=False, server_default="[]"),
+    Column("segment_index", Integer, nullable=False, server_default="0"),
+    Column("retry_count", Integer, nullable=False, server_default="0"),
+    Column("last_retry_at", DateTime(timezone=True)),
+    Column("remixed_from_job_id", String(64)),
+    Column("remix_source_upstream_id", String(128)),
+    Column("pinned_deployment", String(64)),
     Index("jobs_owner_created", "owner_id", "created_at", "id"),
     Index(
         "jobs_owner_request", "owner_id", "request_id", unique=True, postgresql_where="request_id IS NOT NULL"
@@ -110,6 +119,8 @@ outbox = outbox_table(metadata)
 
 _IN_FLIGHT_STAGES = (Stage.SUBMITTING.value, Stage.GENERATING.value)
 _DISPATCH_LOCK = zlib.crc32(b"jobs.dispatch")
+# Two-key advisory locks in this space serialise creates per API key.
+_KEY_LOCK_SPACE = zlib.crc32(b"jobs.api_key") & 0x7FFFFFFF
 _queue = jobs.alias("ahead")
 # 1-based place among queued jobs of the same model; 0 for jobs that are not queued.
 _QUEUE_POSITION = case(
@@ -131,6 +142,14 @@ class DuplicateRequest(Exception):
     """The owner already created a job with this request id."""
 
 
+class ConcurrencyLimitReached(Exception):
+    """The API key already has as many unfinished jobs as it may."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} unfinished jobs")
+        self.limit = limit
+
+
 class StaleJob(Exception):
     """Someone else moved the job first; the caller's view is out of date."""
 
@@ -149,6 +168,12 @@ class Changes:
     submitted_at: datetime | None = None
     # Failover: forget the deployment and remember that it failed this job.
     give_up_deployment: bool = False
+    segments: tuple[Segment, ...] | None = None
+    segment_index: int | None = None
+    # The next clip of a long video: forget the finished clip's provider video.
+    next_clip: bool = False
+    # A retry: the job starts over from admission, keeping only its finished clips.
+    retry_at: datetime | None = None
 
     def as_values(self, job: Job) -> dict[str, Any]:
         values: dict[str, Any] = {}
@@ -178,6 +203,29 @@ class Changes:
             values["expires_at"] = self.expires_at
         if self.submitted_at is not None:
             values["submitted_at"] = self.submitted_at
+        if self.segments is not None:
+            values["segments"] = [segment.to_json() for segment in self.segments]
+        if self.segment_index is not None:
+            values["segment_index"] = self.segment_index
+        if self.next_clip:
+            values.update(upstream_id=None, expires_at=None, poll_interval_seconds=None)
+        if self.retry_at is not None:
+            values.update(
+                retry_count=job.retry_count + 1,
+                last_retry_at=self.retry_at,
+                error_code=None,
+                error_message=None,
+                upstream_id=None,
+                expires_at=None,
+                deployment=None,
+                upstream_model=None,
+                tried_deployments=[],
+                queued_at=None,
+                submitted_at=None,
+                last_progress_at=None,
+                poll_interval_seconds=None,
+                cost_credits=0,
+            )
         if self.give_up_deployment and job.deployment:
             values.update(
                 deployment=None,
@@ -196,10 +244,18 @@ class DispatchResult:
 
 
 class JobStore:
-    def __init__(self, engine: AsyncEngine, *, on_event_written: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        on_event_written: Callable[[], None] = lambda: None,
+        on_moved: Callable[[Job, Job], None] = lambda before, after: None,
+    ) -> None:
         self._engine = engine
         # Called after a commit that wrote a status event, so the outbox relay sends it at once.
         self._on_event_written = on_event_written
+        # Called with (before, after) once a stage change is committed (metrics).
+        self._on_moved = on_moved
 
     async def insert_admitting(
         self,
@@ -210,10 +266,17 @@ class JobStore:
         request_id: str | None,
         traceparent: str,
         api_key_id: str = "",
+        segments: Sequence[Segment] = (),
+        max_concurrent_jobs: int = 0,
+        remix_of: Job | None = None,
     ) -> Job:
-        """The row exists before any money moves, so a crash mid-admission leaves something to finish."""
+        """The row exists before any money moves, so a crash mid-admission leaves something to finish.
+        With a concurrency limit, the key's unfinished jobs are counted under a per-key lock, so
+        concurrent creates cannot both take the last slot."""
         try:
             async with self._engine.begin() as conn:
+                if max_concurrent_jobs > 0 and api_key_id:
+                    await self._check_concurrency(conn, api_key_id, max_concurrent_jobs)
                 row = (
                     await conn.execute(
                         jobs.insert()
@@ -228,6 +291,10 @@ class JobStore:
                             stage=Stage.ADMITTING.value,
                             traceparent=traceparent,
                             api_key_id=api_key_id,
+                            segments=[segment.to_json() for segment in segments],
+                            remixed_from_job_id=remix_of.id if remix_of else None,
+                            remix_source_upstream_id=remix_of.upstream_id if remix_of else None,
+                            pinned_deployment=remix_of.deployment if remix_of else None,
                         )
                         .returning(jobs)
                     )
@@ -235,6 +302,20 @@ class JobStore:
         except IntegrityError as exc:
             raise DuplicateRequest(request_id) from exc
         return _to_job(row)
+
+    @staticmethod
+    async def _check_concurrency(conn: AsyncConnection, api_key_id: str, limit: int) -> None:
+        await conn.execute(select(func.pg_advisory_xact_lock(_KEY_LOCK_SPACE, func.hashtext(api_key_id))))
+        unfinished = await conn.scalar(
+            select(func.count())
+            .select_from(jobs)
+            .where(
+                jobs.c.api_key_id == api_key_id,
+                jobs.c.stage.not_in([Stage.COMPLETED.value, Stage.FAILED.value]),
+            )
+        )
+        if (unfinished or 0) >= limit:
+            raise ConcurrencyLimitReached(limit)
 
     async def get(self, job_id: str, *, owner_id: str | None = None) -> Job | None:
         query = select(jobs, _QUEUE_POSITION).where(jobs.c.id == job_id)
@@ -325,18 +406,29 @@ class JobStore:
             updated = await _update_in(conn, job, values, publish=publish)
         if publish:
             self._on_event_written()
+        self._on_moved(job, updated)
         return updated
 
     async def record_progress(
-        self, job: Job, progress: int, *, next_poll_in: float, changed: bool | None = None
+        self,
+        job: Job,
+        progress: int,
+        *,
+        next_poll_in: float,
+        changed: bool | None = None,
+        segments: Sequence[Segment] | None = None,
     ) -> Job:
-        """Progress within a stage: an event only when the number changed."""
-        publish = progress != job.progress if changed is None else changed
+        """Progress within a stage: an event only when the number (or a clip's) changed."""
+        if changed is None:
+            changed = progress != job.progress or (segments is not None and tuple(segments) != job.segments)
+        publish = changed
         values: dict[str, Any] = {
             "progress": progress,
             "poll_interval_seconds": next_poll_in,
             "next_attempt_at": func.now() + timedelta(seconds=next_poll_in),
         }
+        if segments is not None:
+            values["segments"] = [segment.to_json() for segment in segments]
         if progress != job.progress:
             values["last_progress_at"] = func.now()
         async with self._engine.begin() as conn:
@@ -392,7 +484,10 @@ class JobStore:
             queued = {row.id: _to_job(row) for row in queued_rows}
             assignments, exhausted = assign(
                 registry,
-                [QueuedJob(job.id, job.spec.model, job.tried_deployments) for job in queued.values()],
+                [
+                    QueuedJob(job.id, job.spec.model, job.tried_deployments, job.pinned_deployment)
+                    for job in queued.values()
+                ],
                 in_flight,
                 unavailable,
             )
@@ -403,11 +498,15 @@ class JobStore:
                     "deployment": assignment.route.deployment,
                     "upstream_model": assignment.route.upstream_model,
                     "next_attempt_at": func.now(),
+                    # The first start, for how long videos take; a failover keeps it.
+                    "submitted_at": func.coalesce(jobs.c.submitted_at, func.now()),
                 }
                 started.append(await _update_in(conn, job, values, publish=True))
             stranded = [queued[job_id] for job_id in exhausted]
         if started:
             self._on_event_written()
+        for job in started:
+            self._on_moved(queued[job.id], job)
         return DispatchResult(started, stranded)
 
     async def lease_due(
@@ -475,11 +574,45 @@ class JobStore:
         return inserted is not None, _to_job(row) if row else None
 
     async def upstream_claimed(self, deployment: str, upstream_id: str) -> bool:
+        """Whether a job already owns this provider video, as its current clip or a finished one."""
+        finished_clip = jobs.c.segments.contains([{"deployment": deployment, "upstream_id": upstream_id}])
         async with self._engine.connect() as conn:
             found = await conn.scalar(
-                select(jobs.c.id).where(jobs.c.deployment == deployment, jobs.c.upstream_id == upstream_id)
+                select(jobs.c.id)
+                .where(
+                    or_(
+                        and_(jobs.c.deployment == deployment, jobs.c.upstream_id == upstream_id),
+                        finished_clip,
+                    )
+                )
+                .limit(1)
             )
         return found is not None
+
+    async def typical_durations(self, *, sample: int = 200) -> dict[str, float]:
+        """Median seconds from first start to completion per second of video, by model, over the
+        most recent completed jobs."""
+        recent = (
+            select(
+                jobs.c.model,
+                (func.extract("epoch", jobs.c.completed_at - jobs.c.submitted_at) / jobs.c.seconds).label(
+                    "rate"
+                ),
+            )
+            .where(
+                jobs.c.stage == Stage.COMPLETED.value,
+                jobs.c.submitted_at.is_not(None),
+                jobs.c.completed_at.is_not(None),
+            )
+            .order_by(jobs.c.completed_at.desc())
+            .limit(sample)
+            .subquery()
+        )
+        query = select(
+            recent.c.model, func.percentile_cont(0.5).within_group(recent.c.rate).label("median")
+        ).group_by(recent.c.model)
+        async with self._engine.connect() as conn:
+            return {row.model: float(row.median) for row in await conn.execute(query)}
 
     async def events_for(self, job_id: str) -> Sequence[bytes]:
         """Status events written for a job, oldest first (for tests and replays)."""
@@ -525,7 +658,7 @@ async def _enqueue_status_event(conn: AsyncConnection, job: Job) -> None:
     await conn.execute(
         outbox_insert(
             outbox,
-            subject=STATUS_SUBJECT,
+            subject=status_subject(job.owner_id, job.id),
             payload=event.SerializeToString(),
             msg_id=f"{job.id}:{job.event_sequence}",
         )
@@ -571,4 +704,11 @@ def _to_job(row: Any) -> Job:
         queue_position=getattr(row, "queue_position", 0) or 0,
         api_key_id=row.api_key_id,
         reference_keys=tuple(row.reference_keys or ()),
+        segments=tuple(Segment.from_json(item) for item in row.segments or ()),
+        segment_index=row.segment_index,
+        retry_count=row.retry_count,
+        last_retry_at=row.last_retry_at,
+        remixed_from_job_id=row.remixed_from_job_id,
+        remix_source_upstream_id=row.remix_source_upstream_id,
+        pinned_deployment=row.pinned_deployment,
     )

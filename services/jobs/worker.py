@@ -8,6 +8,7 @@ capture and release are keyed by the job id, and stage moves are compare-and-set
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -25,6 +26,7 @@ from services.jobs.admission import Admission
 from services.jobs.config import ProviderSettings, WorkerSettings
 from services.jobs.domain.job import Job, JobError
 from services.jobs.domain.lifecycle import Stage, retry_delay_seconds
+from services.jobs.domain.segments import SegmentStatus, first_unfinished, overall_progress, with_segment
 from services.jobs.peers import BillingClient, RendererClient
 from services.jobs.provider import (
     AssetVariant,
@@ -34,7 +36,7 @@ from services.jobs.provider import (
     UpstreamStatus,
     VideoProvider,
 )
-from services.jobs.staging import StagingArea, staging_key
+from services.jobs.staging import StagingArea, content_type_of, segment_staging_key, staging_key
 from services.jobs.store import Changes, JobStore, StaleJob
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,14 @@ _FILENAMES = {
 
 class _Retry(Exception):
     """The step hit a passing failure; try the same step again later."""
+
+
+class _ClipFailed(Exception):
+    """The clip cannot be made; the job fails with this error."""
+
+    def __init__(self, error: JobError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 class JobWorker:
@@ -130,7 +140,7 @@ class JobWorker:
                 "provider_unavailable", "Every provider deployment for this model failed the video."
             )
             try:
-                await self._store.move(job, Stage.RELEASING, Changes(error=error))
+                await self._store.move(job, Stage.RELEASING, _failure(job, error))
             except StaleJob:
                 pass
 
@@ -158,6 +168,9 @@ class JobWorker:
                 log.info("job moved by someone else", extra={"job_id": job.id})
             except _Retry as retry:
                 await self._retry_or_give_up(job, str(retry))
+            except _ClipFailed as failed:
+                with contextlib.suppress(StaleJob):
+                    await self._store.move(job, Stage.RELEASING, _failure(job, failed.error))
             except Exception:
                 log.exception("job step crashed", extra={"job_id": job.id, "stage": job.stage})
                 await self._retry_or_give_up(job, "internal error")
@@ -192,26 +205,58 @@ class JobWorker:
 
     async def _submit(self, job: Job) -> None:
         assert job.deployment is not None and job.upstream_model is not None
+        segment = job.current_segment
+        if segment is not None and segment.index > 0:
+            reference: ReferenceFile | None = await self._previous_clip_frame(job, segment.index)
+        else:
+            reference = await self._first_reference(job)
         try:
             deployment = job.deployment
-            reference = await self._first_reference(job)
-            upstream = await self._providers[deployment].create(
-                job.spec,
-                model=job.upstream_model,
-                idempotency_key=job.id,
-                not_before=job.created_at,
-                claimed=lambda upstream_id: self._store.upstream_claimed(deployment, upstream_id),
-                reference=reference,
-            )
+            provider = self._providers[deployment]
+
+            async def claimed(upstream_id: str) -> bool:
+                return await self._store.upstream_claimed(deployment, upstream_id)
+
+            if job.remix_source_upstream_id:
+                upstream = await provider.remix(
+                    job.remix_source_upstream_id,
+                    job.provider_spec,
+                    model=job.upstream_model,
+                    idempotency_key=job.provider_request_key,
+                    not_before=_not_before(job),
+                    claimed=claimed,
+                )
+            else:
+                upstream = await provider.create(
+                    job.provider_spec,
+                    model=job.upstream_model,
+                    idempotency_key=job.provider_request_key,
+                    not_before=_not_before(job),
+                    claimed=claimed,
+                    reference=reference,
+                )
         except ProviderError as error:
             if error.kind.retryable:
                 await self._fail_over_or_wait(job, error)
             else:
                 await self._provider_failed(job, error)
             return
-        await self._store.move(
-            job, Stage.GENERATING, Changes(upstream_id=upstream.id, progress=upstream.progress)
-        )
+        if segment is None:
+            changes = Changes(upstream_id=upstream.id, progress=upstream.progress)
+        else:
+            segments = with_segment(
+                job.segments,
+                segment.index,
+                status=SegmentStatus.IN_PROGRESS,
+                upstream_id=upstream.id,
+                deployment=deployment,
+                progress=min(upstream.progress, 99),
+                error=None,
+            )
+            changes = Changes(
+                upstream_id=upstream.id, segments=segments, progress=min(overall_progress(segments), 99)
+            )
+        await self._store.move(job, Stage.GENERATING, changes)
 
     async def _first_reference(self, job: Job) -> ReferenceFile | None:
         """The OpenAI contract takes one input_reference: the first image the client sent. All of
@@ -220,15 +265,28 @@ class JobWorker:
             return None
         key = job.reference_keys[0]
         extension = key.rsplit(".", 1)[-1]
-        content_type = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp"}.get(
-            extension, "image/png"
-        )
-        return ReferenceFile(await self._staging.read(key), content_type, f"reference.{extension}")
+        return ReferenceFile(await self._staging.read(key), content_type_of(key), f"reference.{extension}")
+
+    async def _previous_clip_frame(self, job: Job, index: int) -> ReferenceFile:
+        """Continuity: the next clip of a long video starts from the last frame of the one before."""
+        try:
+            image = await self._renderer.capture_last_frame(
+                job_id=job.id, owner_id=job.owner_id, staging_key=segment_staging_key(job.id, index - 1)
+            )
+        except ServiceError as error:
+            if error.kind in _TRANSIENT_KINDS:
+                raise _Retry(error.message) from error
+            raise _ClipFailed(
+                JobError(error.code or "render_failed", f"Clip {index} could not start: {error.message}")
+            ) from error
+        return ReferenceFile(image, "image/jpeg", f"clip-{index - 1}-last-frame.jpg")
 
     async def _fail_over_or_wait(self, job: Job, error: ProviderError) -> None:
         """The deployment keeps failing: hand the job to the next one serving its model, if any."""
         assert job.deployment is not None
         self._cool_down(job.deployment)
+        if job.pinned_deployment:
+            raise _Retry(error.message)  # a remix has only the deployment that made its source
         remaining = self._registry.candidates(
             job.spec.model, excluding=job.tried_deployments | {job.deployment}
         )
@@ -241,29 +299,43 @@ class JobWorker:
         assert job.upstream_id is not None and job.deployment is not None
         if self._past_deadline(job):
             timeout = JobError("timeout", "The provider made no progress on this video before the deadline.")
-            await self._store.move(job, Stage.RELEASING, Changes(error=timeout))
+            await self._store.move(job, Stage.RELEASING, _failure(job, timeout))
             return
         try:
             upstream = await self._providers[job.deployment].retrieve(job.upstream_id)
         except ProviderError as error:
             await self._provider_failed(job, error)
             return
+        segment = job.current_segment
         if upstream.status is UpstreamStatus.COMPLETED:
-            await self._store.move(
-                job, Stage.DOWNLOADING, Changes(progress=100, expires_at=upstream.expires_at)
-            )
+            if segment is None:
+                changes = Changes(progress=100, expires_at=upstream.expires_at)
+            else:
+                segments = with_segment(job.segments, segment.index, progress=100)
+                changes = Changes(
+                    progress=min(overall_progress(segments), 99),
+                    expires_at=upstream.expires_at,
+                    segments=segments,
+                )
+            await self._store.move(job, Stage.DOWNLOADING, changes)
         elif upstream.status in (UpstreamStatus.FAILED, UpstreamStatus.ENDED_OTHERWISE):
             ended = JobError(
                 upstream.error_code or "generation_failed",
                 upstream.error_message
                 or f"The provider ended the video as {upstream.error_code or 'failed'}.",
             )
-            await self._store.move(job, Stage.RELEASING, Changes(error=ended))
-        else:
+            await self._store.move(job, Stage.RELEASING, _failure(job, ended))
+        elif segment is None:
             # Keep 99 for our own download and render, so 100 means the video is really ready.
             progress = max(min(upstream.progress, 99), job.progress)
             wait = self._next_poll_seconds(job, progress, upstream.poll_after_seconds)
             await self._store.record_progress(job, progress, next_poll_in=wait)
+        else:
+            clip_progress = max(min(upstream.progress, 99), segment.progress)
+            segments = with_segment(job.segments, segment.index, progress=clip_progress)
+            progress = max(min(overall_progress(segments), 99), job.progress)
+            wait = self._next_poll_seconds(job, progress, upstream.poll_after_seconds)
+            await self._store.record_progress(job, progress, next_poll_in=wait, segments=segments)
 
     def _next_poll_seconds(self, job: Job, progress: int, hint: float | None) -> float:
         """Rarely when webhooks report completion; otherwise the provider's hint, backing off while
@@ -288,11 +360,13 @@ class JobWorker:
             error = JobError(
                 "asset_expired", "The provider's download link expired before we could copy the video."
             )
-            await self._store.move(job, Stage.RELEASING, Changes(error=error))
+            await self._store.move(job, Stage.RELEASING, _failure(job, error))
             return
         workdir = Path(tempfile.mkdtemp(prefix=f"{job.id}-"))
         try:
-            for variant, filename in _FILENAMES.items():
+            # A clip of a long video needs only its video: the stitched whole gets its own stills.
+            wanted = {AssetVariant.VIDEO: _FILENAMES[AssetVariant.VIDEO]} if job.segments else _FILENAMES
+            for variant, filename in wanted.items():
                 path = workdir / filename
                 try:
                     await self._providers[job.deployment].download(job.upstream_id, variant, path)
@@ -302,17 +376,40 @@ class JobWorker:
                             "asset_expired",
                             f"The provider's video expired before we copied it: {error.message}",
                         )
-                        await self._store.move(job, Stage.RELEASING, Changes(error=expired))
+                        await self._store.move(job, Stage.RELEASING, _failure(job, expired))
                         return
                     if variant is AssetVariant.VIDEO:
                         await self._provider_failed(job, error)
                         return
                     log.warning("preview asset unavailable", extra={"job_id": job.id, "variant": variant})
                     continue
-                await self._staging.upload(job.id, path)
+                if job.current_segment is not None:
+                    await self._staging.upload_as(segment_staging_key(job.id, job.segment_index), path)
+                else:
+                    await self._staging.upload(job.id, path)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        await self._store.move(job, Stage.RENDERING)
+        if job.current_segment is not None:
+            await self._next_clip(job)
+        else:
+            await self._store.move(job, Stage.RENDERING)
+
+    async def _next_clip(self, job: Job) -> None:
+        """A clip is staged: start the next one on the same deployment, or stitch them all."""
+        segments = with_segment(
+            job.segments, job.segment_index, status=SegmentStatus.COMPLETED, progress=100, error=None
+        )
+        following = first_unfinished(segments)
+        progress = min(overall_progress(segments), 99)
+        if following >= len(segments):
+            await self._store.move(job, Stage.RENDERING, Changes(segments=segments, progress=progress))
+            return
+        segments = with_segment(segments, following, started_at=datetime.now(UTC))
+        await self._store.move(
+            job,
+            Stage.SUBMITTING,
+            Changes(segments=segments, segment_index=following, next_clip=True, progress=progress),
+        )
 
     async def _render(self, job: Job) -> None:
         try:
@@ -322,6 +419,7 @@ class JobWorker:
                 staging_key=staging_key(job.id, _FILENAMES[AssetVariant.VIDEO]),
                 expected_seconds=job.spec.seconds,
                 expected_size=job.spec.size,
+                segment_staging_keys=[segment_staging_key(job.id, clip.index) for clip in job.segments],
             )
         except ServiceError as error:
             if error.kind in _TRANSIENT_KINDS:
@@ -335,7 +433,7 @@ class JobWorker:
         assert job.asset is not None
         delivered = min(job.spec.seconds, max(1, round(job.asset.duration_seconds)))
         try:
-            charged = await self._billing.capture(job_id=job.id, delivered_seconds=delivered)
+            charged = await self._billing.capture(job_id=job.hold_key, delivered_seconds=delivered)
         except ServiceError as error:
             raise _Retry(error.message) from error
         await self._store.move(
@@ -344,7 +442,7 @@ class JobWorker:
 
     async def _release(self, job: Job) -> None:
         try:
-            await self._billing.release(job_id=job.id, reason=job.error.code if job.error else "failed")
+            await self._billing.release(job_id=job.hold_key, reason=job.error.code if job.error else "failed")
         except ServiceError as error:
             if error.kind is not ErrorKind.NOT_FOUND:  # no hold means nothing to give back
                 raise _Retry(error.message) from error
@@ -354,7 +452,7 @@ class JobWorker:
         if error.kind.retryable:
             raise _Retry(error.message)
         failure = JobError(_PROVIDER_FAILURE_CODES[error.kind], error.message)
-        await self._store.move(job, Stage.RELEASING, Changes(error=failure))
+        await self._store.move(job, Stage.RELEASING, _failure(job, failure))
 
     async def _retry_or_give_up(self, job: Job, reason: str) -> None:
         attempt = job.attempts + 1
@@ -379,6 +477,25 @@ class JobWorker:
         )
         target = Stage.FAILED if job.stage is Stage.ADMITTING else Stage.RELEASING
         try:
-            await self._store.move(job, target, Changes(error=failure))
+            await self._store.move(job, target, _failure(job, failure))
         except StaleJob:
             pass
+
+
+def _failure(job: Job, error: JobError) -> Changes:
+    """The job fails with `error`; for a long video, so does the clip being made."""
+    segment = job.current_segment
+    if segment is None or segment.status is SegmentStatus.COMPLETED:
+        return Changes(error=error)
+    return Changes(
+        error=error,
+        segments=with_segment(job.segments, segment.index, status=SegmentStatus.FAILED, error=error),
+    )
+
+
+def _not_before(job: Job) -> datetime:
+    """Videos a lost create may have made were made after this: a retry's or a clip's start."""
+    segment = job.current_segment
+    if segment is not None and segment.started_at is not None:
+        return segment.started_at
+    return job.last_retry_at or job.created_at

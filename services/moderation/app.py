@@ -9,6 +9,7 @@ from pathlib import Path
 import aiohttp
 from servicekit.db import make_engine, upgrade_schema
 from servicekit.grpcserver import RunningServer, create_server
+from servicekit.metrics import listen_host, serve_metrics
 from vidflow.moderation.v1 import moderation_service_pb2, moderation_service_pb2_grpc
 
 from services.moderation.api import ModerationApi
@@ -50,4 +51,7 @@ async def serve(settings: Settings) -> AsyncIterator[RunningServer]:
             tracer_name="vidflow.moderation",
         )
         stack.push_async_callback(running.stop_gracefully, settings.grpc_drain_seconds)
+        await stack.enter_async_context(
+            serve_metrics(listen_host(settings.grpc_listen_address), settings.metrics_port)
+        )
         yield running

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from servicekit.config import ConfigError, env_float, env_int, env_str
+from servicekit.metrics import metrics_port_from_env
 
 from services.moderation.domain import (
     DEFAULT_CATEGORIES,
@@ -41,6 +42,8 @@ class Settings:
     database_url: str
     grpc_listen_address: str = "127.0.0.1:50052"
     grpc_drain_seconds: float = 10.0
+    # /metrics port; 0 (off) unless set, so tests and benchmarks never fight over 9464.
+    metrics_port: int = 0
     categories: tuple[Category, ...] = DEFAULT_CATEGORIES
     image_blocklist: tuple[int, ...] = ()
     image_hash_distance: int = 6
@@ -58,6 +61,7 @@ class Settings:
             database_url=env_str("DATABASE_URL", environ=env),
             grpc_listen_address=env_str("GRPC_LISTEN_ADDRESS", cls.grpc_listen_address, environ=env),
             grpc_drain_seconds=env_float("GRPC_DRAIN_SECONDS", cls.grpc_drain_seconds, environ=env),
+            metrics_port=metrics_port_from_env(env),
             categories=DEFAULT_CATEGORIES if categories is None else categories,
             image_blocklist=() if blocklist is None else blocklist,
             image_hash_distance=distance,

@@ -11,6 +11,7 @@ from services.renderer.delivery import AssetUrls
 from services.renderer.domain import AssetVariant, MediaProbe, StoredAsset
 from services.renderer.domain.references import Fit, StoredReference
 from services.renderer.domain.renditions import RenditionRecord
+from services.renderer.frames import FrameCapturer
 from services.renderer.ingest import Ingestor
 from services.renderer.references import ReferencePreparer, ReferenceUpload
 from services.renderer.renditions import RenditionOptions
@@ -32,8 +33,14 @@ _FIT_FROM_PROTO = {
 
 class RenderApi(render_service_pb2_grpc.RenderServiceServicer):
     def __init__(
-        self, ingestor: Ingestor, urls: AssetUrls, references: ReferencePreparer, deleter: AssetDeleter
+        self,
+        ingestor: Ingestor,
+        urls: AssetUrls,
+        references: ReferencePreparer,
+        deleter: AssetDeleter,
+        frames: FrameCapturer,
     ) -> None:
+        self._frames = frames
         self._ingestor = ingestor
         self._urls = urls
         self._references = references
@@ -45,6 +52,16 @@ class RenderApi(render_service_pb2_grpc.RenderServiceServicer):
         deleted = await self._deleter.delete(owner_id=request.owner_id, job_id=request.job_id)
         return render_service_pb2.DeleteAssetsResponse(deleted_objects=deleted)
 
+    async def CaptureLastFrame(
+        self, request: render_service_pb2.CaptureLastFrameRequest, context: grpc.aio.ServicerContext
+    ) -> render_service_pb2.CaptureLastFrameResponse:
+        image, width, height = await self._frames.last_frame(
+            job_id=request.job_id, owner_id=request.owner_id, staging_key=request.staging_key
+        )
+        return render_service_pb2.CaptureLastFrameResponse(
+            image=image, content_type="image/jpeg", width=width, height=height
+        )
+
     async def IngestVideo(
         self, request: render_service_pb2.IngestVideoRequest, context: grpc.aio.ServicerContext
     ) -> render_service_pb2.IngestVideoResponse:
@@ -55,6 +72,7 @@ class RenderApi(render_service_pb2_grpc.RenderServiceServicer):
             expected_seconds=request.expected_seconds,
             expected_size=request.expected_size,
             options=RenditionOptions(upscale=request.renditions.upscale, hls=request.renditions.hls),
+            segment_keys=list(request.segment_staging_keys),
         )
         return render_service_pb2.IngestVideoResponse(
             asset=_asset_to_proto(asset), renditions=[_rendition_to_proto(r) for r in renditions]

@@ -11,6 +11,7 @@ from pathlib import Path
 import imageio_ffmpeg
 from servicekit.db import make_engine, upgrade_schema
 from servicekit.grpcserver import RunningServer, create_server
+from servicekit.metrics import listen_host, serve_metrics
 from servicekit.storage import ensure_bucket, make_s3_client
 from vidflow.render.v1 import render_service_pb2, render_service_pb2_grpc
 
@@ -20,6 +21,7 @@ from services.renderer.deletion import AssetDeleter
 from services.renderer.delivery import AssetUrls
 from services.renderer.domain.references import REFERENCE_TTL, REFERENCES_PREFIX, Limits
 from services.renderer.domain.renditions import parse_ladder
+from services.renderer.frames import FrameCapturer
 from services.renderer.ingest import Ingestor
 from services.renderer.media_store import MediaStore
 from services.renderer.references import ReferencePreparer, ReferenceSweeper
@@ -53,15 +55,23 @@ async def serve(settings: Settings) -> AsyncIterator[RunningServer]:
             sweeper.run(settings.reference_sweep_seconds), name="reference-sweeper"
         )
         stack.push_async_callback(_cancel, sweeping)
+        ffmpeg = settings.ffmpeg or imageio_ffmpeg.get_ffmpeg_exe()
         maker = RenditionMaker(
             media,
             rendition_rows,
-            ffmpeg=settings.ffmpeg or imageio_ffmpeg.get_ffmpeg_exe(),
+            ffmpeg=ffmpeg,
             ladder=parse_ladder(settings.ladder),
             timeout_seconds=settings.transcode_timeout_seconds,
         )
         api = RenderApi(
-            Ingestor(media, assets, maker, max_source_bytes=settings.max_source_bytes),
+            Ingestor(
+                media,
+                assets,
+                maker,
+                max_source_bytes=settings.max_source_bytes,
+                ffmpeg=ffmpeg,
+                stitch_timeout_seconds=settings.transcode_timeout_seconds,
+            ),
             AssetUrls(media, assets, rendition_rows, ttl_seconds=settings.url_ttl_seconds),
             ReferencePreparer(
                 media,
@@ -70,6 +80,7 @@ async def serve(settings: Settings) -> AsyncIterator[RunningServer]:
                 max_concurrent_decodes=settings.reference_decodes,
             ),
             AssetDeleter(media, assets),
+            FrameCapturer(media),
         )
         # servicekit's servers accept 64 MiB messages: five 10 MB uploads still reach our checks.
         running = await create_server(
@@ -79,6 +90,9 @@ async def serve(settings: Settings) -> AsyncIterator[RunningServer]:
             tracer_name="vidflow.renderer",
         )
         stack.push_async_callback(running.stop_gracefully, settings.grpc_drain_seconds)
+        await stack.enter_async_context(
+            serve_metrics(listen_host(settings.grpc_listen_address), settings.metrics_port)
+        )
         yield running
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from servicekit.config import env_float, env_int, env_str
+from servicekit.metrics import metrics_port_from_env
 from servicekit.storage import S3Settings
 
 from services.renderer.domain.renditions import DEFAULT_LADDER
@@ -14,6 +15,8 @@ class Settings:
     s3: S3Settings
     grpc_listen_address: str = "127.0.0.1:50054"
     grpc_drain_seconds: float = 10.0
+    # /metrics port; 0 (off) unless set, so tests and benchmarks never fight over 9464.
+    metrics_port: int = 0
     url_ttl_seconds: int = 300
     max_source_bytes: int = 2 * 1024**3
     max_reference_bytes: int = 10 * 1024 * 1024
@@ -39,6 +42,7 @@ class Settings:
             ),
             grpc_listen_address=env_str("GRPC_LISTEN_ADDRESS", cls.grpc_listen_address),
             grpc_drain_seconds=env_float("GRPC_DRAIN_SECONDS", cls.grpc_drain_seconds),
+            metrics_port=metrics_port_from_env(),
             url_ttl_seconds=env_int("RENDERER_URL_TTL_SECONDS", cls.url_ttl_seconds),
             max_source_bytes=env_int("RENDERER_MAX_SOURCE_BYTES", cls.max_source_bytes),
             max_reference_bytes=env_int("RENDERER_MAX_REFERENCE_BYTES", cls.max_reference_bytes),

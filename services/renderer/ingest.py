@@ -12,6 +12,7 @@ import asyncio
 import logging
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from services.renderer.domain.renditions import RenditionRecord
 from services.renderer.media_store import MediaStore
 from services.renderer.probe import make_stills, probe_image, probe_video
 from services.renderer.renditions import RenditionMaker, RenditionOptions
+from services.renderer.stitching import stitch
 from services.renderer.store import AssetStore
 
 log = logging.getLogger(__name__)
@@ -43,12 +45,21 @@ log = logging.getLogger(__name__)
 
 class Ingestor:
     def __init__(
-        self, media: MediaStore, assets: AssetStore, renditions: RenditionMaker, *, max_source_bytes: int
+        self,
+        media: MediaStore,
+        assets: AssetStore,
+        renditions: RenditionMaker,
+        *,
+        max_source_bytes: int,
+        ffmpeg: str,
+        stitch_timeout_seconds: float,
     ) -> None:
         self._media = media
         self._assets = assets
         self._renditions = renditions
         self._max_source_bytes = max_source_bytes
+        self._ffmpeg = ffmpeg
+        self._stitch_timeout = stitch_timeout_seconds
 
     async def ingest(
         self,
@@ -59,6 +70,7 @@ class Ingestor:
         expected_seconds: float,
         expected_size: str,
         options: RenditionOptions | None = None,
+        segment_keys: Sequence[str] = (),
     ) -> tuple[StoredAsset, list[RenditionRecord]]:
         """The stored source, then its ladder. The ladder is made from the permanent source after
         the source's rows commit, so a crash mid-ladder is redone by a retry, which finds the
@@ -69,29 +81,38 @@ class Ingestor:
             staging_key=staging_key,
             expected_seconds=expected_seconds,
             expected_size=expected_size,
+            segment_keys=segment_keys,
         )
         return video, await self._renditions.ensure(video, options or RenditionOptions())
 
     async def _ingest_source(
-        self, *, job_id: str, owner_id: str, staging_key: str, expected_seconds: float, expected_size: str
+        self,
+        *,
+        job_id: str,
+        owner_id: str,
+        staging_key: str,
+        expected_seconds: float,
+        expected_size: str,
+        segment_keys: Sequence[str],
     ) -> StoredAsset:
         require_id(job_id, "job_id")
         require_id(owner_id, "owner_id")
         expected = parse_expectation(expected_seconds, expected_size)
         staging_key = check_staging_key(job_id, staging_key)
+        clips = [check_staging_key(job_id, key) for key in segment_keys]
 
         existing = await self._assets.for_job(job_id)
         if existing:
-            return await self._answer_from_rows(existing, owner_id, expected, staging_key)
+            return await self._answer_from_rows(existing, owner_id, expected, staging_key, clips)
 
         workdir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=f"renderer-{job_id}-"))
         try:
-            prepared = await self._fetch_and_check(job_id, owner_id, staging_key, expected, workdir)
+            prepared = await self._fetch_and_check(job_id, owner_id, staging_key, clips, expected, workdir)
             if prepared is None:
                 # The staged video vanished mid-way: another replica may have just ingested it.
                 existing = await self._assets.for_job(job_id)
                 if existing:
-                    return await self._answer_from_rows(existing, owner_id, expected, staging_key)
+                    return await self._answer_from_rows(existing, owner_id, expected, staging_key, clips)
                 raise _no_staged_video(staging_key)
             for path, asset in prepared.values():
                 await self._media.upload(path, asset.object_key, asset.content_type)
@@ -106,18 +127,28 @@ class Ingestor:
         log.info("ingested", extra={"job_id": job_id, "variants": [a.variant.value for a in stored]})
         # Answer from the rows, like a retry would: a concurrent ingest of the same job may have won.
         return await self._answer_from_rows(
-            await self._assets.for_job(job_id), owner_id, expected, staging_key
+            await self._assets.for_job(job_id), owner_id, expected, staging_key, clips
         )
 
     async def _fetch_and_check(
-        self, job_id: str, owner_id: str, staging_key: str, expected: Expectation, workdir: Path
+        self,
+        job_id: str,
+        owner_id: str,
+        staging_key: str,
+        clips: list[str],
+        expected: Expectation,
+        workdir: Path,
     ) -> dict[str, tuple[Path, StoredAsset]] | None:
         """Download and validate the staged files; keyed by staging key. None if the video is gone."""
         video_spec = VARIANTS[AssetVariant.VIDEO]
-        await self._check_size(staging_key, "video", required=True)
         video_path = workdir / video_spec.file_name
-        if not await self._media.download(staging_key, video_path):
-            return None
+        if clips:
+            if not await self._fetch_and_stitch(clips, video_path, workdir):
+                return None
+        else:
+            await self._check_size(staging_key, "video", required=True)
+            if not await self._media.download(staging_key, video_path):
+                return None
         probe = await asyncio.to_thread(probe_video, video_path)
         check_video(probe, expected)
         prepared = {
@@ -156,6 +187,19 @@ class Ingestor:
             )
         await self._add_stills(job_id, owner_id, video_path, prepared, workdir)
         return prepared
+
+    async def _fetch_and_stitch(self, clips: list[str], video_path: Path, workdir: Path) -> bool:
+        """The clips of a long video, joined in order into `video_path`; False if one is gone."""
+        paths = []
+        for index, key in enumerate(clips):
+            await self._check_size(key, f"clip {index}", required=True)
+            path = workdir / f"clip-{index}.mp4"
+            if not await self._media.download(key, path):
+                return False
+            paths.append(path)
+        copied = await stitch(paths, video_path, ffmpeg=self._ffmpeg, timeout_seconds=self._stitch_timeout)
+        log.info("clips stitched", extra={"clips": len(paths), "stream_copy": copied})
+        return True
 
     async def _add_stills(
         self,
@@ -206,7 +250,12 @@ class Ingestor:
         return True
 
     async def _answer_from_rows(
-        self, existing: list[StoredAsset], owner_id: str, expected: Expectation, staging_key: str
+        self,
+        existing: list[StoredAsset],
+        owner_id: str,
+        expected: Expectation,
+        staging_key: str,
+        clips: list[str],
     ) -> StoredAsset:
         video = next((asset for asset in existing if asset.variant is AssetVariant.VIDEO), None)
         if video is None or video.owner_id != owner_id:
@@ -220,7 +269,7 @@ class Ingestor:
         check_video(video.probe, expected)
         # A crash between the row commit and the clean-up leaves staging objects; finish it.
         await self._media.delete(
-            [staging_key, *(companion_staging_key(staging_key, v) for v in COMPANION_VARIANTS)]
+            [staging_key, *clips, *(companion_staging_key(staging_key, v) for v in COMPANION_VARIANTS)]
         )
         return video
 

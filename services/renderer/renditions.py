@@ -11,14 +11,13 @@ cancellation.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from servicekit.errors import ErrorKind, ServiceError
+from servicekit.errors import ServiceError
 
 from services.renderer.domain import StoredAsset, job_prefix
 from services.renderer.domain.probe import MediaProbe
@@ -34,6 +33,7 @@ from services.renderer.domain.renditions import (
     render_failed,
     rendition_file,
 )
+from services.renderer.ffmpeg import run_ffmpeg
 from services.renderer.media_store import MediaStore
 from services.renderer.probe import probe_video
 from services.renderer.store import RenditionStore
@@ -137,31 +137,4 @@ class RenditionMaker:
         return records
 
     async def _run(self, args: list[str]) -> None:
-        process = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        try:
-            _, stderr = await asyncio.wait_for(process.communicate(), self._timeout)
-        except TimeoutError:
-            await _kill(process)
-            raise ServiceError(
-                ErrorKind.UNAVAILABLE,
-                f"rendering took longer than {self._timeout:g} s; retry later",
-                code="render_timeout",
-            ) from None
-        except BaseException:
-            await _kill(process)
-            raise
-        if process.returncode != 0:
-            detail = stderr.decode(errors="replace").strip().splitlines()
-            raise render_failed(
-                f"ffmpeg could not render the video: {detail[-1] if detail else f'exit {process.returncode}'}"
-            )
-
-
-async def _kill(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
+        await run_ffmpeg(args, timeout_seconds=self._timeout)

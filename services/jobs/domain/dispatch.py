@@ -14,6 +14,8 @@ class QueuedJob:
     model: str
     # Deployments that already failed this job; it moves on to the next candidate.
     tried: frozenset[str]
+    # A remix must go to the deployment that made its source video.
+    pinned: str | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ def assign(
     blocked: set[tuple[str, tuple[Route, ...]]] = set()
     for job in queued_oldest_first:
         candidates = registry.candidates(job.model, excluding=job.tried)
+        if job.pinned is not None:
+            candidates = tuple(route for route in candidates if route.deployment == job.pinned)
         if not candidates:
             exhausted.append(job.id)
             continue

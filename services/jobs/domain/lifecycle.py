@@ -52,12 +52,14 @@ ALLOWED_MOVES: dict[Stage, frozenset[Stage]] = {
     # Back to QUEUED when its deployment failed: the dispatcher picks the next one.
     Stage.SUBMITTING: frozenset({Stage.GENERATING, Stage.RELEASING, Stage.QUEUED}),
     Stage.GENERATING: frozenset({Stage.GENERATING, Stage.DOWNLOADING, Stage.RELEASING}),
-    Stage.DOWNLOADING: frozenset({Stage.RENDERING, Stage.RELEASING}),
+    # Back to SUBMITTING for the next clip of a long video.
+    Stage.DOWNLOADING: frozenset({Stage.RENDERING, Stage.RELEASING, Stage.SUBMITTING}),
     Stage.RENDERING: frozenset({Stage.CAPTURING, Stage.RELEASING}),
     Stage.CAPTURING: frozenset({Stage.COMPLETED}),
     Stage.RELEASING: frozenset({Stage.FAILED}),
     Stage.COMPLETED: frozenset(),
-    Stage.FAILED: frozenset(),
+    # A retry asked for by the client: admitted (credits held) again.
+    Stage.FAILED: frozenset({Stage.ADMITTING}),
 }
 
 # Stages a worker drives forward. QUEUED jobs wait for the dispatcher, which starts them within

@@ -6,11 +6,13 @@ from dataclasses import dataclass
 
 from servicekit.errors import ErrorKind, ServiceError
 
+from services.jobs.domain import segments
+
 MAX_PROMPT_CHARS = 32_000
 DEFAULT_MODEL = "sora-2"
 DEFAULT_SECONDS = 4
 DEFAULT_SIZE = "720x1280"
-ALLOWED_SECONDS = (4, 8, 12, 16, 20)
+ALLOWED_SECONDS = segments.CLIP_SECONDS
 
 _PORTRAIT_LANDSCAPE_720 = ("720x1280", "1280x720")
 _TALL_WIDE = ("1024x1792", "1792x1024")
@@ -60,9 +62,13 @@ def validate_spec(model: str, prompt: str, seconds: int, size: str) -> VideoSpec
         raise _invalid(
             "prompt", f"The prompt is {len(prompt)} characters; the maximum is {MAX_PROMPT_CHARS}."
         )
-    if seconds not in ALLOWED_SECONDS:
+    if segments.is_long(seconds):
+        segments.check_long_seconds(seconds)
+    elif seconds not in ALLOWED_SECONDS:
         raise _invalid(
-            "seconds", f"Invalid seconds {seconds}. Allowed values: {', '.join(map(str, ALLOWED_SECONDS))}."
+            "seconds",
+            f"Invalid seconds {seconds}. Allowed values: {', '.join(map(str, ALLOWED_SECONDS))}, "
+            f"or a multiple of 4 up to {segments.MAX_VIDEO_SECONDS} for a long video.",
         )
     allowed_sizes = SIZES_BY_MODEL[model]
     if size not in allowed_sizes:

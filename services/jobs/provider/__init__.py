@@ -105,6 +105,19 @@ class VideoProvider(Protocol):
         `claimed` says whether an upstream id already belongs to another job."""
         ...
 
+    async def remix(
+        self,
+        source_upstream_id: str,
+        spec: VideoSpec,
+        *,
+        model: str,
+        idempotency_key: str,
+        not_before: datetime,
+        claimed: Callable[[str], Awaitable[bool]],
+    ) -> UpstreamVideo:
+        """Start a remix of a video this deployment made, with the same guarantees as `create`."""
+        ...
+
     async def retrieve(self, upstream_id: str) -> UpstreamVideo: ...
 
     async def download(self, upstream_id: str, variant: AssetVariant, destination: Path) -> None: ...

@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,6 +45,7 @@ class OpenAIVideosProvider:
         timeout_seconds: float,
         max_attempts: int,
         acquire_budget: Callable[[], Awaitable[None]] | None = None,
+        record_call: Callable[[str, str, float], None] = lambda operation, outcome, seconds: None,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._session = session
@@ -51,6 +53,8 @@ class OpenAIVideosProvider:
         self._max_attempts = max_attempts
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._acquire_budget = acquire_budget
+        # (operation, outcome, seconds to the response headers) for every HTTP request: metrics.
+        self._record_call = record_call
         self.requests_sent = 0
 
     async def create(
@@ -64,6 +68,51 @@ class OpenAIVideosProvider:
         reference: ReferenceFile | None = None,
     ) -> UpstreamVideo:
         body = {"model": model, "prompt": spec.prompt, "seconds": str(spec.seconds), "size": spec.size}
+        return await self._start(
+            "create",
+            "/videos",
+            lambda: _create_payload(body, reference),
+            body,
+            idempotency_key=idempotency_key,
+            not_before=not_before,
+            claimed=claimed,
+        )
+
+    async def remix(
+        self,
+        source_upstream_id: str,
+        spec: VideoSpec,
+        *,
+        model: str,
+        idempotency_key: str,
+        not_before: datetime,
+        claimed: Callable[[str], Awaitable[bool]],
+    ) -> UpstreamVideo:
+        # A remix keeps its source's model, size and length: that is what a lost one looks like.
+        body = {"model": model, "prompt": spec.prompt, "seconds": str(spec.seconds), "size": spec.size}
+        return await self._start(
+            "remix",
+            f"/videos/{source_upstream_id}/remix",
+            lambda: {"json": {"prompt": spec.prompt}},
+            body,
+            idempotency_key=idempotency_key,
+            not_before=not_before,
+            claimed=claimed,
+        )
+
+    async def _start(
+        self,
+        operation: str,
+        path: str,
+        payload: Callable[[], dict[str, Any]],
+        body: dict[str, str],
+        *,
+        idempotency_key: str,
+        not_before: datetime,
+        claimed: Callable[[str], Awaitable[bool]],
+    ) -> UpstreamVideo:
+        """POST something that makes a video; a lost answer is reconciled before trying again. The
+        payload is built per try: a form body is consumed once it is sent."""
         answer_lost = False
 
         async def attempt() -> UpstreamVideo:
@@ -77,10 +126,7 @@ class OpenAIVideosProvider:
             try:
                 # The same Idempotency-Key on every try, for providers that honour it.
                 async with await self._request(
-                    "POST",
-                    "/videos",
-                    headers={"Idempotency-Key": idempotency_key},
-                    **_create_payload(body, reference),
+                    operation, "POST", path, headers={"Idempotency-Key": idempotency_key}, **payload()
                 ) as response:
                     return _video_from(await _json_or_raise(response), response)
             except ProviderError as error:
@@ -90,11 +136,11 @@ class OpenAIVideosProvider:
                 answer_lost = True
                 raise
 
-        return await self._with_retries("create", attempt)
+        return await self._with_retries(operation, attempt)
 
     async def retrieve(self, upstream_id: str) -> UpstreamVideo:
         async def attempt() -> UpstreamVideo:
-            async with await self._request("GET", f"/videos/{upstream_id}") as response:
+            async with await self._request("retrieve", "GET", f"/videos/{upstream_id}") as response:
                 return _video_from(await _json_or_raise(response), response)
 
         return await self._with_retries("retrieve", attempt)
@@ -102,7 +148,7 @@ class OpenAIVideosProvider:
     async def download(self, upstream_id: str, variant: AssetVariant, destination: Path) -> None:
         async def attempt() -> None:
             async with await self._request(
-                "GET", f"/videos/{upstream_id}/content", params={"variant": variant.value}
+                "download", "GET", f"/videos/{upstream_id}/content", params={"variant": variant.value}
             ) as response:
                 if response.status >= 400:
                     await _json_or_raise(response)
@@ -122,7 +168,7 @@ class OpenAIVideosProvider:
         after: str | None = None
         for _ in range(_RECONCILE_PAGES):
             params = {"limit": "100", "order": "desc", **({"after": after} if after else {})}
-            async with await self._request("GET", "/videos", params=params) as response:
+            async with await self._request("list", "GET", "/videos", params=params) as response:
                 page = await _json_or_raise(response)
             videos = [v for v in page.get("data") or [] if isinstance(v, dict)]
             for raw in videos:
@@ -139,14 +185,24 @@ class OpenAIVideosProvider:
             after = str(videos[-1].get("id"))
         return None
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+    async def _request(self, operation: str, method: str, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
         if self._acquire_budget is not None:
             await self._acquire_budget()
         self.requests_sent += 1
         headers = {**self._headers, **kwargs.pop("headers", {})}
-        return await self._session.request(
-            method, f"{self._base_url}{path}", headers=headers, timeout=self._timeout, **kwargs
-        )
+        started = time.monotonic()
+        try:
+            response = await self._session.request(
+                method, f"{self._base_url}{path}", headers=headers, timeout=self._timeout, **kwargs
+            )
+        except TimeoutError:
+            self._record_call(operation, "timeout", time.monotonic() - started)
+            raise
+        except aiohttp.ClientError:
+            self._record_call(operation, "connection_error", time.monotonic() - started)
+            raise
+        self._record_call(operation, _outcome(response.status), time.monotonic() - started)
+        return response
 
     async def _with_retries(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
         for number in range(1, self._max_attempts + 1):
@@ -167,6 +223,11 @@ class OpenAIVideosProvider:
             )
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")
+
+
+def _outcome(status: int) -> str:
+    """A response as a metrics label: its status class, with 429 (rate limited) on its own."""
+    return "429" if status == 429 else f"{status // 100}xx"
 
 
 def _create_payload(body: dict[str, str], reference: ReferenceFile | None) -> dict[str, Any]:

@@ -14,9 +14,13 @@ def test_every_stage_maps_to_an_openai_status():
     assert {stage.status for stage in Stage} == set(Status)
 
 
-def test_terminal_stages_allow_no_moves():
+def test_terminal_stages_allow_no_moves_but_a_retry():
+    assert ALLOWED_MOVES[Stage.COMPLETED] == frozenset()
+    # A client's retry starts a failed job over from admission, where credits are held again.
+    assert ALLOWED_MOVES[Stage.FAILED] == {Stage.ADMITTING}
     for stage in Stage:
-        assert (ALLOWED_MOVES[stage] == frozenset()) == stage.is_terminal
+        if not stage.is_terminal:
+            assert ALLOWED_MOVES[stage], stage
 
 
 def test_money_is_settled_before_a_job_ends():
