@@ -13,4 +13,5 @@ BENCHMARKS = {
     "reference_images": "bench.reference_images",
     "renditions_ladder": "bench.renditions_ladder",
     "live_latency": "bench.live_latency",
+    "gateway_throughput": "bench.gateway_throughput",
 }

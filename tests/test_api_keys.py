@@ -56,8 +56,10 @@ async def test_a_keys_concurrent_jobs_limit_is_enforced_by_admission(stack):
     client = _sdk(stack, limited["value"])
     first = await client.videos.create(prompt="A lighthouse at dusk", **CHEAP)
     assert first.status in ("queued", "in_progress")
-    with pytest.raises(openai.RateLimitError):
+    with pytest.raises(openai.RateLimitError) as refused:
         await client.videos.create(prompt="A second lighthouse", **CHEAP)
+    assert refused.value.code == "concurrent_jobs_limit_exceeded"
+    assert int(refused.value.response.headers["Retry-After"]) >= 1
     # The user's other key has no such limit.
     other = await _sdk(stack, stack.key(user)).videos.create(prompt="A third lighthouse", **CHEAP)
     assert other.id != first.id

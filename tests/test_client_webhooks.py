@@ -204,6 +204,55 @@ async def test_endpoints_belong_to_their_owner(stack):
     assert status == 404  # none made yet
 
 
+async def test_an_endpoint_scoped_to_an_api_key_gets_only_that_keys_videos(stack):
+    user = await new_user(stack, "keyhooks", credits=100)
+    status, other_key = await _call(stack, user, "POST", "/v1/api_keys", json={"name": "second"})
+    assert status == 200, other_key
+    _, keys = await _call(stack, user, "GET", "/v1/api_keys")
+    [first_key_id] = [key["id"] for key in keys["data"] if key["id"] != other_key["id"]]
+    async with webhook_receiver() as scoped_receiver, webhook_receiver() as all_receiver:
+        status, scoped = await _call(
+            stack,
+            user,
+            "POST",
+            "/v1/webhook_endpoints",
+            json={"url": scoped_receiver.url(), "api_key_id": first_key_id},
+        )
+        assert status == 200 and scoped["api_key_id"] == first_key_id, scoped
+        status, everything = await _call(
+            stack, user, "POST", "/v1/webhook_endpoints", json={"url": all_receiver.url()}
+        )
+        assert status == 200 and everything["api_key_id"] is None
+        mine = await _create_video(stack, user, prompt="A kingfisher diving")
+        status, theirs = await _call_at(
+            stack.gateway_url, other_key["value"], "POST", "/v1/videos", json={**CHEAP, "prompt": "An otter"}
+        )
+        assert status == 200, theirs
+        for video in (mine, theirs):
+            await all_receiver.wait_until(
+                lambda video=video: bool(_events_about(all_receiver, video["id"], "video.completed"))
+            )
+        await scoped_receiver.wait_until(
+            lambda: bool(_events_about(scoped_receiver, mine["id"], "video.completed"))
+        )
+    async with await psycopg.AsyncConnection.connect(stack.database_url) as db:
+        rows = await db.execute(
+            "SELECT video_id FROM gateway.webhook_deliveries WHERE endpoint_id = %s", (scoped["id"],)
+        )
+        scoped_videos = {row[0] for row in await rows.fetchall()}
+    # Deliveries of one event are written together: the other key's video has none for this endpoint.
+    assert scoped_videos == {mine["id"]}
+
+    status, foreign = await _call(
+        stack,
+        "user_bob",
+        "POST",
+        "/v1/webhook_endpoints",
+        json={"url": "https://example.com/x", "api_key_id": first_key_id},
+    )
+    assert (status, foreign["error"]["code"]) == (404, "api_key_not_found")
+
+
 async def test_two_gateway_replicas_deliver_each_event_once(stack):
     """A second gateway shares the database and the durable consumer: events are split between the
     replicas, deliveries are leased, and every event arrives exactly once."""

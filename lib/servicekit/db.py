@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import ColumnElement, Select, Table, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
@@ -32,3 +34,19 @@ def upgrade_schema(database_url: str, migrations_dir: Path, schema: str) -> None
     config.attributes["database_url"] = sqlalchemy_url(database_url)
     config.attributes["schema"] = schema
     command.upgrade(config, "head")
+
+
+def newest_first_page(
+    statement: Select[Any], table: Table, *, scope: ColumnElement[bool], limit: int, after: str | None
+) -> Select[Any]:
+    """Keyset paging on the table's (created_at, id), newest first. `after` is the last id of the
+    previous page, looked up within `scope`, so an id outside it (another owner's) gives an empty
+    page rather than someone else's position."""
+    statement = statement.where(scope).order_by(table.c.created_at.desc(), table.c.id.desc()).limit(limit)
+    if after:
+        cursor = select(table.c.created_at, table.c.id).where(table.c.id == after, scope).subquery()
+        statement = statement.where(
+            tuple_(table.c.created_at, table.c.id)
+            < tuple_(select(cursor.c.created_at).scalar_subquery(), select(cursor.c.id).scalar_subquery())
+        )
+    return statement

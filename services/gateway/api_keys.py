@@ -13,8 +13,8 @@ from aiohttp import web
 from servicekit.errors import ErrorKind, ServiceError
 
 from services.gateway import api_key_schemas as schemas
+from services.gateway import paging
 from services.gateway.api_docs import Access, documented, json_body
-from services.gateway.api_schemas import AFTER, LIMIT_1_100
 from services.gateway.auth import principal_of, require_admin
 from services.gateway.identity import ROLES, UNSET, ApiKey, KeyLimits, Unset, User
 from services.gateway.json_body import read_json_object
@@ -60,7 +60,7 @@ async def create_own_key(request: web.Request) -> web.Response:
 @documented(
     "List API keys",
     description="The caller's keys, revoked ones included, newest first; secrets are never shown.",
-    parameters=[LIMIT_1_100, AFTER],
+    parameters=list(paging.PARAMETERS),
     reply=schemas.API_KEY_LIST,
     errors=[400],
     tags=["API keys"],
@@ -138,7 +138,7 @@ async def admin_create_user(request: web.Request) -> web.Response:
 @routes.get("/v1/admin/users")
 @documented(
     "List users",
-    parameters=[LIMIT_1_100, AFTER],
+    parameters=list(paging.PARAMETERS),
     reply=schemas.USER_LIST,
     errors=[400],
     tags=["Admin"],
@@ -147,9 +147,9 @@ async def admin_create_user(request: web.Request) -> web.Response:
 )
 async def admin_list_users(request: web.Request) -> web.Response:
     require_admin(request)
-    limit, after = _page(request)
+    limit, after = paging.page_of(request)
     users = await request.app[IDENTITY].list_users(limit=limit + 1, after=after)
-    return web.json_response(_list_body([user_resource(user) for user in users], limit))
+    return web.json_response(paging.list_body([user_resource(user) for user in users], limit))
 
 
 @routes.get("/v1/admin/users/{user_id}")
@@ -187,7 +187,7 @@ async def admin_create_key(request: web.Request) -> web.Response:
 @routes.get("/v1/admin/users/{user_id}/api_keys")
 @documented(
     "List a user's API keys",
-    parameters=[schemas.USER_ID, LIMIT_1_100, AFTER],
+    parameters=[schemas.USER_ID, *paging.PARAMETERS],
     reply=schemas.API_KEY_LIST,
     errors=[400, 404],
     tags=["Admin"],
@@ -272,9 +272,9 @@ async def _create_key(request: web.Request, user_id: str, body: dict[str, Any]) 
 
 
 async def _list_keys(request: web.Request, user_id: str) -> web.Response:
-    limit, after = _page(request)
+    limit, after = paging.page_of(request)
     keys = await request.app[IDENTITY].list_api_keys(user_id, limit=limit + 1, after=after)
-    return web.json_response(_list_body([key_resource(key) for key in keys], limit))
+    return web.json_response(paging.list_body([key_resource(key) for key in keys], limit))
 
 
 def key_resource(key: ApiKey) -> dict[str, Any]:
@@ -303,17 +303,6 @@ def user_resource(user: User) -> dict[str, Any]:
     }
 
 
-def _list_body(items: list[dict[str, Any]], limit: int) -> dict[str, Any]:
-    page = items[:limit]
-    return {
-        "object": "list",
-        "data": page,
-        "first_id": page[0]["id"] if page else None,
-        "last_id": page[-1]["id"] if page else None,
-        "has_more": len(items) > limit,
-    }
-
-
 def _unix(moment: datetime | None) -> int | None:
     return int(moment.timestamp()) if moment is not None else None
 
@@ -335,16 +324,6 @@ def _key_id(request: web.Request) -> str:
 
 def _no_such_key() -> ServiceError:
     return ServiceError(ErrorKind.NOT_FOUND, "No such API key.", param="key_id")
-
-
-def _page(request: web.Request) -> tuple[int, str | None]:
-    raw = request.query.get("limit", "20")
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3 and 1 <= int(raw) <= 100):
-        raise _invalid("limit", "limit must be between 1 and 100")
-    after = request.query.get("after") or None
-    if after is not None and len(after) > 64:
-        raise _invalid("after", "after must be an id from a previous page")
-    return int(raw), after
 
 
 def _name(value: Any, *, required: bool) -> str:

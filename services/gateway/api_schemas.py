@@ -268,7 +268,8 @@ REMIX_VIDEO = Schema(
                 "minLength": 1,
                 "maxLength": 32000,
                 "description": "Updated text prompt that directs the remix generation.",
-            }
+            },
+            "webhook_url": _CREATE_FIELDS["webhook_url"],
         },
         "additionalProperties": False,
     },

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from servicekit.db import newest_first_page
 from sqlalchemy import (
     CheckConstraint,
     Column,
@@ -20,7 +21,6 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
     select,
-    tuple_,
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -134,22 +134,13 @@ class BatchStore:
 
     async def list_batches(self, owner_id: str, *, limit: int, after: str | None) -> list[Batch]:
         """Newest first; `after` is the last batch id of the previous page."""
-        statement = (
-            select(*_BATCH_COLUMNS)
-            .where(video_batches.c.owner_id == owner_id)
-            .order_by(video_batches.c.created_at.desc(), video_batches.c.id.desc())
-            .limit(limit)
+        statement = newest_first_page(
+            select(*_BATCH_COLUMNS),
+            video_batches,
+            scope=video_batches.c.owner_id == owner_id,
+            limit=limit,
+            after=after,
         )
-        if after:
-            cursor = (
-                select(video_batches.c.created_at, video_batches.c.id)
-                .where(video_batches.c.id == after, video_batches.c.owner_id == owner_id)
-                .subquery()
-            )
-            statement = statement.where(
-                tuple_(video_batches.c.created_at, video_batches.c.id)
-                < tuple_(select(cursor.c.created_at).scalar_subquery(), select(cursor.c.id).scalar_subquery())
-            )
         async with self._engine.connect() as conn:
             rows = (await conn.execute(statement)).all()
         return [_batch(row) for row in rows]

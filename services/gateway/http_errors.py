@@ -41,6 +41,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = await handler(request)
     except ServiceError as error:
         response = error_response(error)
+        # A peer's RESOURCE_EXHAUSTED may say when to come back (the jobs service's concurrency limit).
+        retry_after = error.metadata.get("retry_after_seconds", "")
+        if error.kind is ErrorKind.RATE_LIMITED and retry_after.isdigit():
+            response.headers["Retry-After"] = retry_after
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

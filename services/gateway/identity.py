@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from servicekit.db import newest_first_page
 from sqlalchemy import (
     Column,
     DateTime,
@@ -24,7 +25,6 @@ from sqlalchemy import (
     Table,
     func,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
@@ -297,26 +297,10 @@ class IdentityStore:
 
     async def list_api_keys(self, user_id: str, *, limit: int, after: str | None) -> list[ApiKey]:
         """The user's keys, revoked ones included, newest first; `after` is the last key id seen."""
-        statement = (
-            select(*_KEY_COLUMNS)
-            .where(api_keys.c.user_id == user_id)
-            .order_by(api_keys.c.created_at.desc(), api_keys.c.id.desc())
-            .limit(limit)
+        statement = newest_first_page(
+            select(*_KEY_COLUMNS), api_keys, scope=api_keys.c.user_id == user_id, limit=limit, after=after
         )
         async with self._engine.connect() as conn:
-            if after:
-                cursor = (
-                    await conn.execute(
-                        select(api_keys.c.created_at, api_keys.c.id).where(
-                            api_keys.c.id == after, api_keys.c.user_id == user_id
-                        )
-                    )
-                ).one_or_none()
-                if cursor is None:
-                    return []
-                statement = statement.where(
-                    tuple_(api_keys.c.created_at, api_keys.c.id) < tuple_(cursor.created_at, cursor.id)
-                )
             rows = (await conn.execute(statement)).all()
         return [_api_key(row) for row in rows]
 

@@ -221,6 +221,8 @@ async def remix_video(request: web.Request) -> web.Response:
             param="prompt",
             code="invalid_value",
         )
+    if fields.webhook_url:
+        await video_webhooks.checked_webhook_url(request.app, principal.user_id, fields.webhook_url)
     stub: jobs_service_pb2_grpc.JobsServiceStub = request.app[JOBS_STUB]
     response = await stub.CreateJob(
         jobs_service_pb2.CreateJobRequest(
@@ -232,6 +234,8 @@ async def remix_video(request: web.Request) -> web.Response:
             max_concurrent_jobs=principal.max_concurrent_jobs,
         )
     )
+    if fields.webhook_url:
+        await video_webhooks.subscribe(request.app, response.job, fields.webhook_url)
     return _job_response(response.job)
 
 

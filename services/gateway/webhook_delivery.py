@@ -179,7 +179,7 @@ class WebhookWorker:
         if not job.id or not job.owner_id:
             return 0
         targets = await self._store.targets(
-            owner_id=job.owner_id, video_id=job.id, event_type=event_type_of(job)
+            owner_id=job.owner_id, video_id=job.id, event_type=event_type_of(job), api_key_id=job.api_key_id
         )
         if not targets:
             return 0

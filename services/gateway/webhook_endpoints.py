@@ -24,7 +24,7 @@ from services.gateway.api_docs import Schema, documented, json_body
 from services.gateway.api_schemas import UNIX_SECONDS
 from services.gateway.auth import principal_of
 from services.gateway.json_body import read_json_object
-from services.gateway.keys import CLIENT_WEBHOOK_SETTINGS, WEBHOOK_STORE
+from services.gateway.keys import CLIENT_WEBHOOK_SETTINGS, IDENTITY, WEBHOOK_STORE
 from services.gateway.webhook_events import EVENT_TYPES, FINAL_EVENTS
 from services.gateway.webhook_store import Endpoint, SecretInfo
 from services.gateway.webhook_urls import (
@@ -49,6 +49,11 @@ _EVENTS = {
     "description": "`video.completed`, `video.failed`, and `video.progress` (every status change of a "
     "video still queued or in progress).",
 }
+_API_KEY_SCOPE = {
+    "type": ["string", "null"],
+    "description": "One of the caller's API key ids (`key_...`): the endpoint then gets events only of "
+    "videos that key created. Null or absent: every video of the caller.",
+}
 WEBHOOK_ENDPOINT = Schema(
     "WebhookEndpoint",
     {
@@ -60,6 +65,7 @@ WEBHOOK_ENDPOINT = Schema(
             "url": {"type": "string"},
             "events": _EVENTS,
             "created_at": UNIX_SECONDS,
+            "api_key_id": _API_KEY_SCOPE,
             "secret": {
                 "type": "string",
                 "pattern": "^whsec_",
@@ -82,6 +88,7 @@ CREATE_WEBHOOK_ENDPOINT = Schema(
                 "description": "Private and loopback addresses are refused unless the gateway allows them.",
             },
             "events": {**_EVENTS, "default": list(FINAL_EVENTS)},
+            "api_key_id": _API_KEY_SCOPE,
         },
     },
 )
@@ -138,7 +145,7 @@ WEBHOOK_SECRET = Schema(
 async def create_endpoint(request: web.Request) -> web.Response:
     principal = principal_of(request)
     body = await read_json_object(request)
-    unknown = sorted(set(body) - {"url", "events"})
+    unknown = sorted(set(body) - {"url", "events", "api_key_id"})
     if unknown:
         raise _invalid(unknown[0], f"Unknown field {unknown[0]!r}.")
     url = body.get("url")
@@ -151,6 +158,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
     except WebhookUrlError as refused:
         raise _invalid("url", str(refused), code="invalid_webhook_url") from None
     events = _events(body.get("events", list(FINAL_EVENTS)))
+    api_key_id = await _own_api_key_id(request, principal.user_id, body.get("api_key_id"))
     store = request.app[WEBHOOK_STORE]
     if await store.count_endpoints(principal.user_id) >= MAX_ENDPOINTS_PER_OWNER:
         raise ServiceError(
@@ -158,7 +166,9 @@ async def create_endpoint(request: web.Request) -> web.Response:
             f"A user can have at most {MAX_ENDPOINTS_PER_OWNER} webhook endpoints; delete one first.",
             code="too_many_webhook_endpoints",
         )
-    endpoint, secret = await store.create_endpoint(owner_id=principal.user_id, url=url, events=events)
+    endpoint, secret = await store.create_endpoint(
+        owner_id=principal.user_id, url=url, events=events, api_key_id=api_key_id
+    )
     # The only time the secret leaves the gateway.
     return web.json_response({**endpoint_resource(endpoint), "secret": secret})
 
@@ -251,6 +261,7 @@ def endpoint_resource(endpoint: Endpoint) -> dict[str, Any]:
         "url": endpoint.url,
         "events": list(endpoint.events),
         "created_at": _unix(endpoint.created_at),
+        "api_key_id": endpoint.api_key_id,
     }
 
 
@@ -294,3 +305,21 @@ def _invalid(param: str, message: str, code: str = "invalid_value") -> ServiceEr
 
 def _unix(moment: datetime) -> int:
     return int(moment.timestamp())
+
+
+async def _own_api_key_id(request: web.Request, owner_id: str, value: Any) -> str | None:
+    """A key id the caller owns, or None for an endpoint of all the caller's videos. Another
+    user's key reads as a missing one."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise _invalid("api_key_id", "api_key_id must be one of your API key ids, or null.")
+    key = await request.app[IDENTITY].get_api_key(value[:64]) if value.isprintable() else None
+    if key is None or key.user_id != owner_id or key.revoked_at is not None:
+        raise ServiceError(
+            ErrorKind.NOT_FOUND,
+            f"No active API key found with id '{value[:64]}'.",
+            param="api_key_id",
+            code="api_key_not_found",
+        )
+    return key.id

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from servicekit.db import newest_first_page
 from servicekit.webhooks import new_secret
 from sqlalchemy import (
     CheckConstraint,
@@ -31,9 +32,9 @@ from sqlalchemy import (
     Text,
     delete,
     func,
+    or_,
     select,
     text,
-    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, insert
@@ -54,6 +55,8 @@ webhook_endpoints = Table(
     Column("events", ARRAY(String(32)), nullable=False),
     Column("secret", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Set: only videos this API key created; unset: every video of the owner.
+    Column("api_key_id", String(64)),
 )
 webhook_secrets = Table(
     "webhook_secrets",
@@ -102,6 +105,7 @@ class Endpoint:
     url: str
     events: tuple[str, ...]
     created_at: datetime
+    api_key_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,7 +154,7 @@ def new_endpoint_id() -> str:
 
 
 def _endpoint(row: Any) -> Endpoint:
-    return Endpoint(row.id, row.owner_id, row.url, tuple(row.events), row.created_at)
+    return Endpoint(row.id, row.owner_id, row.url, tuple(row.events), row.created_at, row.api_key_id)
 
 
 _ENDPOINT_COLUMNS = (
@@ -159,6 +163,7 @@ _ENDPOINT_COLUMNS = (
     webhook_endpoints.c.url,
     webhook_endpoints.c.events,
     webhook_endpoints.c.created_at,
+    webhook_endpoints.c.api_key_id,
 )
 
 # Deliveries due now, leased to the caller: the try is counted and the row is not due again until
@@ -197,7 +202,7 @@ class WebhookStore:
     # --- endpoints ------------------------------------------------------------------------------
 
     async def create_endpoint(
-        self, *, owner_id: str, url: str, events: tuple[str, ...]
+        self, *, owner_id: str, url: str, events: tuple[str, ...], api_key_id: str | None = None
     ) -> tuple[Endpoint, str]:
         """The new endpoint and its secret (shown this once)."""
         secret = new_secret()
@@ -206,7 +211,12 @@ class WebhookStore:
                 await conn.execute(
                     insert(webhook_endpoints)
                     .values(
-                        id=new_endpoint_id(), owner_id=owner_id, url=url, events=list(events), secret=secret
+                        id=new_endpoint_id(),
+                        owner_id=owner_id,
+                        url=url,
+                        events=list(events),
+                        secret=secret,
+                        api_key_id=api_key_id,
                     )
                     .returning(*_ENDPOINT_COLUMNS)
                 )
@@ -224,22 +234,13 @@ class WebhookStore:
 
     async def list_endpoints(self, owner_id: str, *, limit: int, after: str | None) -> list[Endpoint]:
         """Newest first; `after` is the last endpoint id of the previous page."""
-        statement = (
-            select(*_ENDPOINT_COLUMNS)
-            .where(webhook_endpoints.c.owner_id == owner_id)
-            .order_by(webhook_endpoints.c.created_at.desc(), webhook_endpoints.c.id.desc())
-            .limit(limit)
+        statement = newest_first_page(
+            select(*_ENDPOINT_COLUMNS),
+            webhook_endpoints,
+            scope=webhook_endpoints.c.owner_id == owner_id,
+            limit=limit,
+            after=after,
         )
-        if after:
-            cursor = (
-                select(webhook_endpoints.c.created_at, webhook_endpoints.c.id)
-                .where(webhook_endpoints.c.id == after, webhook_endpoints.c.owner_id == owner_id)
-                .subquery()
-            )
-            statement = statement.where(
-                tuple_(webhook_endpoints.c.created_at, webhook_endpoints.c.id)
-                < tuple_(select(cursor.c.created_at).scalar_subquery(), select(cursor.c.id).scalar_subquery())
-            )
         async with self._engine.connect() as conn:
             rows = (await conn.execute(statement)).all()
         return [_endpoint(row) for row in rows]
@@ -316,9 +317,12 @@ class WebhookStore:
 
     # --- deliveries -------------------------------------------------------------------------------
 
-    async def targets(self, *, owner_id: str, video_id: str, event_type: str) -> list[Target]:
+    async def targets(
+        self, *, owner_id: str, video_id: str, event_type: str, api_key_id: str = ""
+    ) -> list[Target]:
         """Where an event of this owner's video goes: every endpoint of the owner that asked for
-        this event type, and for final events the video's own webhook_url, if it has one."""
+        this event type (a key's endpoint only for that key's videos), and for final events the
+        video's own webhook_url, if it has one."""
         async with self._engine.connect() as conn:
             rows = (
                 await conn.execute(
@@ -326,6 +330,10 @@ class WebhookStore:
                     .where(
                         webhook_endpoints.c.owner_id == owner_id,
                         webhook_endpoints.c.events.contains([event_type]),
+                        or_(
+                            webhook_endpoints.c.api_key_id.is_(None),
+                            webhook_endpoints.c.api_key_id == api_key_id,
+                        ),
                     )
                     .order_by(webhook_endpoints.c.id)
                 )

@@ -153,14 +153,7 @@ class Admission:
         """The video a remix starts from: the caller's own, finished, and still held by its provider."""
         if not request.remix_of_job_id:
             return None
-        source = await self._store.get(request.remix_of_job_id, owner_id=request.owner_id)
-        if source is None or not request.owner_id:
-            raise ServiceError(
-                ErrorKind.NOT_FOUND,
-                f"No video found with id '{request.remix_of_job_id}'.",
-                param="video_id",
-                code="video_not_found",
-            )
+        source = await self._store.get_owned(request.remix_of_job_id, request.owner_id)
         if source.stage is not Stage.COMPLETED:
             raise _remix_refused(
                 f"Video {source.id} is {source.status.value}; only completed videos can be remixed.",

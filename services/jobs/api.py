@@ -81,9 +81,7 @@ class JobsApi(jobs_service_pb2_grpc.JobsServiceServicer):
     async def GetJob(
         self, request: jobs_service_pb2.GetJobRequest, context: grpc.aio.ServicerContext
     ) -> jobs_service_pb2.GetJobResponse:
-        job = await self._store.get(request.job_id, owner_id=request.owner_id)
-        if job is None or not request.owner_id:
-            raise _not_found(request.job_id)
+        job = await self._store.get_owned(request.job_id, request.owner_id)
         return jobs_service_pb2.GetJobResponse(job=await self._estimator.to_proto(job))
 
     async def ListJobs(
@@ -140,10 +138,3 @@ _OUTCOMES = {
     Outcome.DUPLICATE: jobs_service_pb2.PROVIDER_EVENT_OUTCOME_DUPLICATE,
     Outcome.IGNORED: jobs_service_pb2.PROVIDER_EVENT_OUTCOME_IGNORED,
 }
-
-
-def _not_found(job_id: str) -> ServiceError:
-    # The same answer whether the job does not exist or belongs to someone else.
-    return ServiceError(
-        ErrorKind.NOT_FOUND, f"No video found with id '{job_id}'.", param="video_id", code="video_not_found"
-    )

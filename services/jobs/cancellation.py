@@ -34,14 +34,7 @@ class Cancellation:
 
     async def cancel(self, *, owner_id: str, job_id: str) -> Job:
         for _ in range(_ATTEMPTS):
-            job = await self._store.get(job_id, owner_id=owner_id)
-            if job is None or not owner_id:
-                raise ServiceError(
-                    ErrorKind.NOT_FOUND,
-                    f"No video found with id '{job_id}'.",
-                    param="video_id",
-                    code="video_not_found",
-                )
+            job = await self._store.get_owned(job_id, owner_id)
             if job.error == CANCELLED and job.stage in (Stage.RELEASING, Stage.FAILED):
                 return job  # already cancelled: cancelling again is a no-op
             if job.stage not in _CANCELLABLE:

@@ -21,14 +21,7 @@ class Deletion:
         self._staging = staging
 
     async def delete(self, *, owner_id: str, job_id: str) -> None:
-        job = await self._store.get(job_id, owner_id=owner_id) if owner_id else None
-        if job is None:
-            raise ServiceError(
-                ErrorKind.NOT_FOUND,
-                f"No video found with id '{job_id}'.",
-                param="video_id",
-                code="video_not_found",
-            )
+        job = await self._store.get_owned(job_id, owner_id)
         if not job.stage.is_terminal:
             raise ServiceError(
                 ErrorKind.FAILED_PRECONDITION,

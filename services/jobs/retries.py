@@ -40,14 +40,7 @@ class Retries:
         self._staging = staging
 
     async def retry(self, *, owner_id: str, job_id: str) -> Job:
-        job = await self._store.get(job_id, owner_id=owner_id) if owner_id else None
-        if job is None:
-            raise ServiceError(
-                ErrorKind.NOT_FOUND,
-                f"No video found with id '{job_id}'.",
-                param="video_id",
-                code="video_not_found",
-            )
+        job = await self._store.get_owned(job_id, owner_id)
         self._check_retryable(job)
         for key in job.reference_keys:
             if not await self._staging.exists(key):
@@ -63,10 +56,7 @@ class Retries:
             admitting = await self._store.move(job, Stage.ADMITTING, changes)
         except StaleJob:
             # A concurrent retry won; answer with the job as it is now.
-            current = await self._store.get(job_id, owner_id=owner_id)
-            if current is None:
-                raise ServiceError(ErrorKind.NOT_FOUND, f"No video found with id '{job_id}'.") from None
-            return current
+            return await self._store.get_owned(job_id, owner_id)
         log.info("job retried", extra={"job_id": job.id, "retry": admitting.retry_count})
         try:
             return await self._admission.admit(admitting)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from servicekit.errors import ErrorKind, ServiceError
 from servicekit.outbox import outbox_insert, outbox_table
 from sqlalchemy import (
     BigInteger,
@@ -45,7 +46,6 @@ from services.jobs.subjects import status_subject
 from services.jobs.translate import job_to_proto
 
 SCHEMA = "jobs"
-STATUS_SUBJECT = "jobs.v1.video.status_changed"
 metadata = MetaData(schema=SCHEMA)
 
 jobs = Table(
@@ -325,6 +325,18 @@ class JobStore:
             row = (await conn.execute(query)).one_or_none()
         return _to_job(row) if row else None
 
+    async def get_owned(self, job_id: str, owner_id: str) -> Job:
+        """The owner's job; a missing job and another owner's answer the same 404."""
+        job = await self.get(job_id, owner_id=owner_id) if owner_id else None
+        if job is None:
+            raise ServiceError(
+                ErrorKind.NOT_FOUND,
+                f"No video found with id '{job_id}'.",
+                param="video_id",
+                code="video_not_found",
+            )
+        return job
+
     async def find_by_request_id(self, owner_id: str, request_id: str) -> Job | None:
         async with self._engine.connect() as conn:
             row = (
@@ -473,6 +485,13 @@ class JobStore:
                     .group_by(jobs.c.deployment)
                 )
             }
+            if all(
+                in_flight.get(name, 0) >= deployment.max_concurrent
+                for name, deployment in registry.deployments.items()
+            ):
+                # Every slot is taken: reading the queue would start nothing. (A job no deployment
+                # can take is failed at the next tick with a free slot.)
+                return DispatchResult([], [])
             queued_rows = (
                 await conn.execute(
                     select(jobs)

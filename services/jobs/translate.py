@@ -39,6 +39,7 @@ def job_to_proto(job: Job) -> jobs_pb2.Job:
         reference_image_count=len(job.reference_keys),
         retry_count=job.retry_count,
         remixed_from_job_id=job.remixed_from_job_id or "",
+        api_key_id=job.api_key_id,
     )
     if job.last_retry_at:
         message.last_retry_time.CopyFrom(_timestamp(job.last_retry_at))
