@@ -8,7 +8,7 @@ SERVICE_PROTOS := $(filter %_service.proto,$(PROTO_FILES))
 GEN_STAMP := protos/.generated
 
 .DEFAULT_GOAL := help
-.PHONY: help venv gen run test lint bench check clean manifests browser
+.PHONY: help venv gen run test test-reliability lint bench check clean manifests browser
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ browser: ## Install Debian's chromium for the web app tests (needs root; says so
 test: gen browser ## Unit tests, then integration and end-to-end tests on real servers
 	$(BIN)/python -m pytest -m "not integration and not e2e" -q -p no:cacheprovider
 	$(BIN)/python -m pytest -m "integration or e2e" -q -p no:cacheprovider
+
+test-reliability: gen ## Crash, outage and abuse scenarios at full size (minutes; CI runs them small)
+	RELIABILITY_FULL=1 $(BIN)/python -m pytest -m reliability -q -p no:cacheprovider
 
 BUF_VERSION := 1.75.0
 BUF := .tools/node_modules/.bin/buf
