@@ -14,4 +14,5 @@ BENCHMARKS = {
     "renditions_ladder": "bench.renditions_ladder",
     "live_latency": "bench.live_latency",
     "gateway_throughput": "bench.gateway_throughput",
+    "load": "bench.load",
 }

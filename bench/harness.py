@@ -70,10 +70,11 @@ async def service_process(
 
 @contextlib.asynccontextmanager
 async def http_service_process(
-    name: str, env: Mapping[str, str], health_url: str, log_path: Path
+    name: str, env: Mapping[str, str], health_url: str, log_path: Path, *, module: str = ""
 ) -> AsyncIterator[psutil.Process]:
-    """The same for a service that speaks HTTP (the gateway): yielded once `health_url` answers 200."""
-    process = _spawn(name, env, log_path)
+    """The same for a service that speaks HTTP (the gateway): yielded once `health_url` answers 200.
+    `module` runs another module than `services.<name>` (the provider simulator)."""
+    process = _spawn(name, env, log_path, module=module)
     try:
         await _wait_http_ok(name, process, health_url, log_path)
         yield psutil.Process(process.pid)
@@ -107,10 +108,10 @@ async def _wait_http_ok(name: str, process: subprocess.Popen[bytes], url: str, l
             await asyncio.sleep(0.2)  # a readiness probe, not waiting for an outcome
 
 
-def _spawn(name: str, env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def _spawn(name: str, env: Mapping[str, str], log_path: Path, *, module: str = "") -> subprocess.Popen[bytes]:
     with log_path.open("ab") as log_file:
         return subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
+            [sys.executable, "-m", module or f"services.{name}"],
             # No /metrics: the default port (9464) would clash between benchmark processes.
             env={**env, "METRICS_PORT": "0"},
             cwd=REPO_ROOT,

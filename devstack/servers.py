@@ -275,14 +275,20 @@ def run_nats(base_dir: Path, *, port: int | None = None) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def run_seaweedfs(base_dir: Path) -> Iterator[S3Endpoint]:
-    """Run `weed mini` as an S3 server with generated credentials; yield its endpoint and keys."""
+def run_seaweedfs(
+    base_dir: Path, *, port: int | None = None, secret_key: str | None = None
+) -> Iterator[S3Endpoint]:
+    """Run `weed mini` as an S3 server with generated credentials; yield its endpoint and keys.
+
+    `port` (the S3 port) and `secret_key` let a restart on the same `base_dir` keep its endpoint.
+    """
     (
         master_port, master_grpc_port,
         volume_port, volume_grpc_port,
         filer_port, filer_grpc_port,
-        s3_port, s3_grpc_port,
+        free_s3_port, s3_grpc_port,
     ) = _reserve_ports(8)  # fmt: skip
+    s3_port = port or free_s3_port
     # weed's built-in worker dials the admin gRPC port at admin port + 10000 whatever
     # -admin.port.grpc says, so the pair must keep that offset to avoid dialling a stranger.
     admin_port, admin_grpc_port = _reserve_port_pair(offset=10000)
@@ -298,7 +304,7 @@ def run_seaweedfs(base_dir: Path) -> Iterator[S3Endpoint]:
     credentials = S3Endpoint(
         endpoint=f"http://{LOOPBACK}:{s3_port}",
         access_key=S3_ACCESS_KEY,
-        secret_key=secrets.token_urlsafe(30),
+        secret_key=secret_key or secrets.token_urlsafe(30),
         region=S3_REGION,
     )
     config_path = _write_s3_config(server_dir / "s3.json", credentials)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import av
 import grpc
 import nats
+import psycopg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from vidflow.billing.v1 import billing_service_pb2, billing_service_pb2_grpc
 from vidflow.jobs.v1 import events_pb2
@@ -127,3 +129,18 @@ def loopback_urls(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return type(value)(loopback_urls(item) for item in value)
     return value
+
+
+@contextlib.contextmanager
+def database_away(admin_url: str, database_url: str) -> Iterator[None]:
+    """The database at `database_url` takes no connections and its open ones are cut until the block
+    ends, as a PostgreSQL restart or failover looks to the services using it. `admin_url` is another
+    database on the same server (the session's `infrastructure.database_url`)."""
+    name = database_url.rpartition("/")[2]
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        try:
+            yield
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')

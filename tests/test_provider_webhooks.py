@@ -57,6 +57,21 @@ async def test_a_retried_webhook_counts_once(stack):
     assert second == (200, {"received": True, "outcome": "duplicate"})
 
 
+async def test_long_webhook_ids_sharing_a_beginning_are_different_events(stack):
+    # Found while writing tests/reliability/test_abuse.py: ids were cut to 128 characters, so the
+    # second of two long ids sharing those was dropped as a duplicate of the first.
+    body = _event("video_long_ids")
+    shared = f"msg_{uuid.uuid4().hex}" + "x" * 200
+    outcomes = []
+    for webhook_id in (shared + "1", shared + "2", shared + "2"):
+        status, answer = await _deliver(
+            stack, body, headers_for(stack.provider_webhook_secret, webhook_id, body)
+        )
+        assert status == 200, answer
+        outcomes.append(answer["outcome"])
+    assert outcomes == ["ignored", "ignored", "duplicate"]
+
+
 @pytest.mark.parametrize(
     ("tamper", "reason"),
     [

@@ -8,7 +8,12 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import ColumnElement, Select, Table, select, tuple_
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from servicekit.errors import ErrorKind, ServiceError
+
+DATABASE_UNAVAILABLE_MESSAGE = "The service is briefly unavailable; please try again shortly."
 
 
 def sqlalchemy_url(database_url: str) -> str:
@@ -24,6 +29,22 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(
         sqlalchemy_url(database_url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
     )
+
+
+def database_unavailable(exc: BaseException) -> ServiceError | None:
+    """What a caller should see when `exc` (or its cause) says the database could not be reached or
+    dropped the connection, as in a restart or failover: UNAVAILABLE (503, worth retrying) rather
+    than an internal error. None for any other exception."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OperationalError) or (
+            isinstance(cause, DBAPIError) and cause.connection_invalidated
+        ):
+            return ServiceError(
+                ErrorKind.UNAVAILABLE, DATABASE_UNAVAILABLE_MESSAGE, code="service_unavailable"
+            )
+        cause = cause.__cause__
+    return None
 
 
 def upgrade_schema(database_url: str, migrations_dir: Path, schema: str) -> None:

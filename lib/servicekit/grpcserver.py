@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from servicekit.db import database_unavailable
 from servicekit.errors import GENERIC_INTERNAL_MESSAGE, ErrorKind, ServiceError
 from servicekit.grpcerrors import to_rpc_status
 from servicekit.metrics import get_meter
@@ -128,7 +129,14 @@ class ServiceBoundaryInterceptor(grpc.aio.ServerInterceptor):
                     except (grpc.aio.AbortError, grpc.aio.UsageError):
                         code = getattr(context.code(), "name", "UNKNOWN")
                         raise
-                    except Exception:
+                    except Exception as exc:
+                        unavailable = database_unavailable(exc)
+                        if unavailable is not None:
+                            code = unavailable.kind.grpc_code
+                            log.warning(
+                                "rpc failed: database unavailable", extra={"rpc": method, "error": repr(exc)}
+                            )
+                            await context.abort_with_status(to_rpc_status(unavailable))
                         code = "INTERNAL"
                         log.exception("rpc failed", extra={"rpc": method})
                         await context.abort_with_status(

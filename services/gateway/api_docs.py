@@ -11,8 +11,10 @@ Documenting a route is a decorator beside the route's own:
 
 where `THING = Schema("Thing", {...JSON Schema...})` is defined once (named schemas land in
 `components/schemas` and are referenced by `$ref`). Path parameters come from the route's path;
-401, 429 and 503 are added to every authenticated route, 403 to admin routes, and 400 and 413 to
-every route with a body.
+401, 429 and 503 are added to every authenticated route, 403 to admin routes, and 400, 408 and 413
+to every route with a body. `links=links_to([...], "thing_id")` on the route that makes a thing
+says which operations take its id from the answer (OpenAPI links, which clients and Schemathesis's
+stateful tests follow); a link to an operation or parameter that does not exist fails the build.
 """
 
 from __future__ import annotations
@@ -118,6 +120,30 @@ def json_reply(
 
 
 @dataclass(frozen=True)
+class Link:
+    """An OpenAPI link from an operation's success answer: each of the target operation's
+    `parameters` (by name) is filled from the answer by a runtime expression, such as
+    `$response.body#/id`."""
+
+    operation_id: str
+    parameters: Mapping[str, str]
+    description: str = ""
+
+
+def links_to(
+    operation_ids: Iterable[str], parameter: str, expression: str = "$response.body#/id"
+) -> dict[str, Link]:
+    """Links that put the same value of the answer (by default its `id`) into `parameter` of each
+    operation, named after the operations (`retrieve_video` -> `RetrieveVideo`)."""
+    return {
+        "".join(word.capitalize() for word in operation_id.split("_")): Link(
+            operation_id, {parameter: expression}
+        )
+        for operation_id in operation_ids
+    }
+
+
+@dataclass(frozen=True)
 class Operation:
     summary: str
     tags: Sequence[str]
@@ -129,6 +155,7 @@ class Operation:
     extension: bool = False
     access: Access = Access.USER
     extra: Mapping[str, Any] = field(default_factory=dict)
+    links: Mapping[str, Link] = field(default_factory=dict)
 
 
 def documented(
@@ -143,11 +170,13 @@ def documented(
     extension: bool = False,
     access: Access = Access.USER,
     extra: Mapping[str, Any] | None = None,
+    links: Mapping[str, Link] | None = None,
 ) -> Callable[[HandlerT], HandlerT]:
     """Attach an OpenAPI operation to a handler. `reply` is the 200 JSON schema, or Reply objects
     for other statuses and media types; `errors` the statuses the route itself can answer with an
     OpenAI error body (besides the ones every route of its kind gets); `extension` marks a route
-    OpenAI's API does not have. `extra` adds `x-` keys to the operation."""
+    OpenAI's API does not have. `extra` adds `x-` keys to the operation; `links` go on the first
+    reply."""
     if isinstance(reply, Reply):
         replies: Sequence[Reply] = (reply,)
     elif isinstance(reply, Schema | Mapping):
@@ -165,6 +194,7 @@ def documented(
         extension=extension,
         access=access,
         extra=dict(extra or {}),
+        links=dict(links or {}),
     )
 
     def attach(handler: HandlerT) -> HandlerT:
@@ -230,6 +260,7 @@ ERROR_RESPONSES: dict[int, tuple[str, str]] = {
     ),
     403: ("Forbidden", "The caller may not use this route (e.g. it needs an admin)."),
     404: ("NotFound", "No such resource for this caller; another user's ids answer the same way."),
+    408: ("RequestTimeout", "The request body stopped arriving, or took too long; the connection is closed."),
     409: ("Conflict", "The resource changed meanwhile; retry."),
     413: ("PayloadTooLarge", "The request body is too large."),
     429: (
@@ -241,7 +272,7 @@ ERROR_RESPONSES: dict[int, tuple[str, str]] = {
 }
 # Every keyed route can meet a bad key, the key's rate limit, or a backing service that is down.
 _ERRORS_BY_ACCESS = {Access.USER: (401, 429, 503), Access.ADMIN: (401, 403, 429, 503), Access.SIGNED: ()}
-_ERRORS_WITH_A_BODY = (400, 413)
+_ERRORS_WITH_A_BODY = (400, 408, 413)
 
 
 # --- the document --------------------------------------------------------------------------------
@@ -280,6 +311,7 @@ def openapi_document(
         paths.setdefault(route_path, {})[route.method.lower()] = _operation_object(
             operation, route_path, getattr(route.handler, "__name__", "")
         )
+    _check_links(paths)
     document: dict[str, Any] = {
         "openapi": OPENAPI_VERSION,
         "info": {"title": title, "version": version, "description": description},
@@ -315,6 +347,26 @@ def openapi_document(
     hoisted = _hoist(document, schemas)
     hoisted["components"]["schemas"] = dict(sorted(schemas.items()))
     return hoisted
+
+
+def _check_links(paths: Mapping[str, Mapping[str, Any]]) -> None:
+    """Every link names an operation in the document and only parameters that operation has."""
+    parameters_of = {
+        operation["operationId"]: {parameter["name"] for parameter in operation.get("parameters", [])}
+        for item in paths.values()
+        for operation in item.values()
+    }
+    for item in paths.values():
+        for operation in item.values():
+            for response in operation["responses"].values():
+                for name, link in response.get("links", {}).items():
+                    target = link["operationId"]
+                    where = f"{operation['operationId']}: link {name}"
+                    if target not in parameters_of:
+                        raise ValueError(f"{where} names no documented operation ({target})")
+                    unknown = set(link["parameters"]) - parameters_of[target]
+                    if unknown:
+                        raise ValueError(f"{where}: {target} has no parameters {sorted(unknown)}")
 
 
 def _operation_object(operation: Operation, route_path: str, handler_name: str) -> dict[str, Any]:
@@ -357,7 +409,7 @@ def _operation_object(operation: Operation, route_path: str, handler_name: str) 
 
 def _responses(operation: Operation) -> dict[str, Any]:
     responses: dict[str, Any] = {}
-    for reply in operation.replies:
+    for number, reply in enumerate(operation.replies):
         headers = [REQUEST_ID_HEADER, *reply.headers]
         response: dict[str, Any] = {
             "description": reply.description,
@@ -365,6 +417,8 @@ def _responses(operation: Operation) -> dict[str, Any]:
         }
         if reply.media:
             response["content"] = {media: {"schema": schema} for media, schema in reply.media.items()}
+        if number == 0 and operation.links:
+            response["links"] = {name: _link_object(link) for name, link in operation.links.items()}
         responses[str(reply.status)] = response
     statuses = set(operation.errors) | set(_ERRORS_BY_ACCESS[operation.access])
     if operation.body is not None:
@@ -386,6 +440,13 @@ def _parameter_object(parameter: Parameter) -> dict[str, Any]:
     }
     if parameter.extension:
         result["x-vidflow-extension"] = True
+    return result
+
+
+def _link_object(link: Link) -> dict[str, Any]:
+    result: dict[str, Any] = {"operationId": link.operation_id, "parameters": dict(link.parameters)}
+    if link.description:
+        result["description"] = link.description
     return result
 
 

@@ -14,7 +14,7 @@ from servicekit.errors import ErrorKind, ServiceError
 
 from services.gateway import api_key_schemas as schemas
 from services.gateway import paging
-from services.gateway.api_docs import Access, documented, json_body
+from services.gateway.api_docs import Access, documented, json_body, links_to
 from services.gateway.auth import principal_of, require_admin
 from services.gateway.identity import ROLES, UNSET, ApiKey, KeyLimits, Unset, User
 from services.gateway.json_body import read_json_object
@@ -28,6 +28,16 @@ _MAX_NAME_CHARS = 200
 _USER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _KEY_ID = re.compile(r"^key_[0-9a-f]{16}$")
 _LIMIT_FIELDS = ("requests_per_minute", "max_concurrent_jobs")
+# OpenAPI links from the answers that make a key or a user to what takes its id.
+_ON_OWN_KEY = links_to(["get_own_key", "revoke_own_key"], "key_id")
+_ON_ANY_KEY = {
+    **links_to(["admin_set_limits", "admin_revoke_key"], "key_id"),
+    **links_to(["admin_set_budget"], "api_key_id"),
+}
+_ON_THE_USER = {
+    **links_to(["admin_get_user", "admin_create_key", "admin_list_keys"], "user_id"),
+    **links_to(["admin_account", "admin_credit", "admin_set_organisation"], "account_id"),
+}
 
 
 # --- the caller's own keys --------------------------------------------------------------------------
@@ -42,6 +52,7 @@ _LIMIT_FIELDS = ("requests_per_minute", "max_concurrent_jobs")
     errors=[403],
     tags=["API keys"],
     extension=True,
+    links=_ON_OWN_KEY,
 )
 async def create_own_key(request: web.Request) -> web.Response:
     principal = principal_of(request)
@@ -115,6 +126,7 @@ async def revoke_own_key(request: web.Request) -> web.Response:
     tags=["Admin"],
     extension=True,
     access=Access.ADMIN,
+    links=_ON_THE_USER,
 )
 async def admin_create_user(request: web.Request) -> web.Response:
     require_admin(request)
@@ -177,6 +189,7 @@ async def admin_get_user(request: web.Request) -> web.Response:
     tags=["Admin"],
     extension=True,
     access=Access.ADMIN,
+    links=_ON_ANY_KEY,
 )
 async def admin_create_key(request: web.Request) -> web.Response:
     require_admin(request)

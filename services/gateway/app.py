@@ -24,7 +24,7 @@ from services.gateway.auth import auth_middleware, rate_limit_headers, rate_limi
 from services.gateway.batch_store import BatchStore
 from services.gateway.batches import routes as batch_routes
 from services.gateway.billing import routes as billing_routes
-from services.gateway.body_limit import body_limit_middleware
+from services.gateway.body_limit import BodyTimeouts, body_limit_middleware
 from services.gateway.config import Settings
 from services.gateway.cors import cors_headers, cors_middleware
 from services.gateway.docs_routes import add_docs_routes
@@ -89,7 +89,11 @@ def make_app(settings: Settings) -> web.Application:
             errors_middleware,
             tracing_middleware,
             cors_middleware(settings.cors),  # preflights need no key
-            body_limit_middleware(settings.max_body_bytes),  # before a key is looked up
+            # Before a key is looked up.
+            body_limit_middleware(
+                settings.max_body_bytes,
+                BodyTimeouts(settings.body_idle_seconds, settings.body_deadline_seconds),
+            ),
             auth_middleware,
             rate_limit_middleware,
         ],
@@ -197,6 +201,9 @@ async def serve(settings: Settings) -> AsyncIterator[RunningGateway]:
         shutdown_timeout=settings.shutdown_seconds,
         access_log=None,
         max_field_size=MAX_HEADER_FIELD_BYTES,
+        # aiohttp's keep-alive timer also bounds the wait for a request's headers (its default is
+        # an hour, which lets slow-header clients hold connections that long).
+        keepalive_timeout=settings.idle_timeout_seconds,
     )
     await runner.setup()
     try:

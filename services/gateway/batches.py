@@ -25,7 +25,7 @@ from vidflow.jobs.v1 import jobs_pb2, jobs_service_pb2
 
 from services.gateway import api_schemas as api
 from services.gateway import paging, video_webhooks
-from services.gateway.api_docs import Schema, documented, json_body
+from services.gateway.api_docs import Schema, documented, json_body, links_to
 from services.gateway.auth import principal_of
 from services.gateway.batch_store import Batch, ItemOutcome
 from services.gateway.batch_summary import (
@@ -157,6 +157,11 @@ CREATE_VIDEO_BATCH = Schema(
     reply=VIDEO_BATCH,
     errors=[409],
     extension=True,
+    links={
+        **links_to(["retrieve_batch"], "batch_id"),
+        # The first item's video (none when it was refused).
+        **links_to(["retrieve_video"], "video_id", "$response.body#/data/0/video/id"),
+    },
 )
 async def create_batch(request: web.Request) -> web.Response:
     principal = principal_of(request)

@@ -94,6 +94,13 @@ class Settings:
     dev_api_key: str = ""
     # Four 10 MB reference images, base64-encoded in JSON, fit.
     max_body_bytes: int = 64 * 1024 * 1024
+    # Slow clients (slowloris): a connection has this long from opening, or from its last answer,
+    # to send a request's headers in full (idle keep-alive connections close after it too); a body
+    # is refused with 408 when no byte of it comes for `body_idle_seconds`, or it is not all there
+    # `body_deadline_seconds` after the handler started.
+    idle_timeout_seconds: float = 75.0
+    body_idle_seconds: float = 30.0
+    body_deadline_seconds: float = 600.0
     shutdown_seconds: float = 10.0
     # /metrics port; 0 (off) unless set, so tests and benchmarks never fight over 9464.
     metrics_port: int = 0
@@ -120,6 +127,17 @@ class Settings:
             port=env_int("GATEWAY_PORT", cls.port),
             dev_api_key=env_str("VIDFLOW_DEV_API_KEY", ""),
             max_body_bytes=env_int("GATEWAY_MAX_BODY_BYTES", cls.max_body_bytes),
+            idle_timeout_seconds=_positive(
+                "GATEWAY_IDLE_TIMEOUT_SECONDS",
+                env_float("GATEWAY_IDLE_TIMEOUT_SECONDS", cls.idle_timeout_seconds),
+            ),
+            body_idle_seconds=_positive(
+                "GATEWAY_BODY_IDLE_SECONDS", env_float("GATEWAY_BODY_IDLE_SECONDS", cls.body_idle_seconds)
+            ),
+            body_deadline_seconds=_positive(
+                "GATEWAY_BODY_DEADLINE_SECONDS",
+                env_float("GATEWAY_BODY_DEADLINE_SECONDS", cls.body_deadline_seconds),
+            ),
             shutdown_seconds=env_float("GATEWAY_SHUTDOWN_SECONDS", cls.shutdown_seconds),
             metrics_port=metrics_port_from_env(),
             provider_webhook_secrets=_webhook_secrets(env_str("PROVIDER_WEBHOOK_SECRETS", "")),
@@ -132,6 +150,12 @@ class Settings:
             live=LiveSettings.from_env(),
             client_webhooks=ClientWebhookSettings.from_env(),
         )
+
+
+def _positive(name: str, value: float) -> float:
+    if value <= 0:
+        raise ConfigError(f"{name} must be greater than 0")
+    return value
 
 
 def _not_negative(name: str, value: int) -> int:

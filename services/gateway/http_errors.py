@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from servicekit.db import database_unavailable
 from servicekit.errors import GENERIC_INTERNAL_MESSAGE, ErrorKind, ServiceError, openai_error_body
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,18 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             response = error_response(ServiceError(kind, message, code=code))
         if exc.status == 405:
             response.headers["Allow"] = exc.headers.get("Allow", "")
-    except Exception:
-        log.exception("request failed", extra={"path": request.path, "request_id": request_id})
-        response = error_response(ServiceError(ErrorKind.INTERNAL, GENERIC_INTERNAL_MESSAGE))
+    except Exception as exc:
+        unavailable = database_unavailable(exc)
+        if unavailable is None:
+            log.exception("request failed", extra={"path": request.path, "request_id": request_id})
+            response = error_response(ServiceError(ErrorKind.INTERNAL, GENERIC_INTERNAL_MESSAGE))
+        else:
+            # The database is restarting or failing over: a passing state the client may retry.
+            log.warning(
+                "request failed: database unavailable",
+                extra={"path": request.path, "request_id": request_id, "error": repr(exc)},
+            )
+            response = error_response(unavailable)
     response.headers[REQUEST_ID_HEADER] = request_id
     return response
 

@@ -95,7 +95,10 @@ class TokenIdentity:
 
 
 def looks_like_jwt(token: str) -> bool:
-    return token.count(".") == 2 and all(token.split("."))
+    """Three dot-separated parts; the signature may be empty (an unsigned `alg: none` token is a
+    token the verifier refuses, not a wrong API key)."""
+    parts = token.split(".")
+    return len(parts) == 3 and bool(parts[0]) and bool(parts[1])
 
 
 def user_id_for(issuer: str, subject: str) -> str:

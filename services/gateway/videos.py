@@ -10,7 +10,7 @@ from vidflow.render.v1 import render_pb2, render_service_pb2, render_service_pb2
 
 from services.gateway import api_schemas as api
 from services.gateway import video_webhooks
-from services.gateway.api_docs import Body, Reply, documented, header, json_reply, query
+from services.gateway.api_docs import Body, Reply, documented, header, json_reply, links_to, query
 from services.gateway.auth import principal_of
 from services.gateway.create_body import CreateVideoFields, read_create_body
 from services.gateway.identity import Principal
@@ -39,6 +39,20 @@ _MEDIA = {
     for media_type in ("video/mp4", "image/webp", "image/jpeg")
 }
 _FITS = {"crop": jobs_service_pb2.REFERENCE_FIT_CROP, "pad": jobs_service_pb2.REFERENCE_FIT_PAD}
+# Every answer that is a video links to what can be done with it next (OpenAPI links).
+_ON_THE_VIDEO = links_to(
+    [
+        "retrieve_video",
+        "download_content",
+        "list_renditions",
+        "video_events",
+        "cancel_video",
+        "retry_video",
+        "remix_video",
+        "delete_video",
+    ],
+    "video_id",
+)
 
 routes = web.RouteTableDef()
 
@@ -76,6 +90,7 @@ def _job_response(job: jobs_pb2.Job) -> web.Response:
     parameters=[api.IDEMPOTENCY_KEY],
     reply=json_reply(api.VIDEO, headers=[api.POLL_AFTER]),
     errors=[402, 409, 429],
+    links=_ON_THE_VIDEO,
 )
 async def create_video(request: web.Request) -> web.Response:
     principal = principal_of(request)
@@ -183,6 +198,7 @@ async def list_renditions(request: web.Request) -> web.Response:
     reply=api.VIDEO,
     errors=[400, 404, 409],
     extension=True,
+    links=_ON_THE_VIDEO,
 )
 async def cancel_video(request: web.Request) -> web.Response:
     """Vidflow extension: stop a video that has not finished; its credit hold is released."""
@@ -209,6 +225,7 @@ async def cancel_video(request: web.Request) -> web.Response:
     parameters=[api.IDEMPOTENCY_KEY],
     reply=json_reply(api.VIDEO, headers=[api.POLL_AFTER]),
     errors=[400, 402, 404, 409, 429],
+    links=_ON_THE_VIDEO,
 )
 async def remix_video(request: web.Request) -> web.Response:
     principal = principal_of(request)
@@ -250,6 +267,7 @@ async def remix_video(request: web.Request) -> web.Response:
     reply=json_reply(api.VIDEO, headers=[api.POLL_AFTER]),
     errors=[400, 402, 404, 409],
     extension=True,
+    links=_ON_THE_VIDEO,
 )
 async def retry_video(request: web.Request) -> web.Response:
     principal = principal_of(request)
@@ -312,7 +330,11 @@ async def list_videos(request: web.Request) -> web.Response:
 
 @routes.get("/v1/videos/{video_id}")
 @documented(
-    "Retrieve video", tags=["Videos"], reply=json_reply(api.VIDEO, headers=[api.POLL_AFTER]), errors=[404]
+    "Retrieve video",
+    tags=["Videos"],
+    reply=json_reply(api.VIDEO, headers=[api.POLL_AFTER]),
+    errors=[404],
+    links=_ON_THE_VIDEO,
 )
 async def retrieve_video(request: web.Request) -> web.Response:
     job = await _owned_job(request)
@@ -364,9 +386,14 @@ async def _relay_from_storage(request: web.Request, url: str) -> web.StreamRespo
     """Stream the object through, passing Range along, so clients can seek and resume."""
     headers = {"Range": request.headers["Range"]} if "Range" in request.headers else {}
     session: aiohttp.ClientSession = request.app[HTTP_CLIENT]
-    async with session.get(
-        url, headers=headers, timeout=aiohttp.ClientTimeout(total=None, sock_read=60)
-    ) as upstream:
+    try:
+        upstream = await session.get(
+            url, headers=headers, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
+        )
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        # Storage is down or unreachable: a passing state, not a fault of ours or the client's.
+        raise ServiceError(ErrorKind.UNAVAILABLE, "Media storage is unavailable; try again shortly.") from exc
+    async with upstream:
         if upstream.status == 416:
             raise ServiceError(
                 ErrorKind.INVALID_ARGUMENT, "The requested range is not satisfiable.", param="Range"

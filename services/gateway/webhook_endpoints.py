@@ -20,7 +20,7 @@ from aiohttp import web
 from servicekit.errors import ErrorKind, ServiceError
 
 from services.gateway import paging
-from services.gateway.api_docs import Schema, documented, json_body
+from services.gateway.api_docs import Schema, documented, json_body, links_to
 from services.gateway.api_schemas import UNIX_SECONDS
 from services.gateway.auth import principal_of
 from services.gateway.json_body import read_json_object
@@ -131,7 +131,8 @@ WEBHOOK_SECRET = Schema(
 @documented(
     "Create webhook endpoint",
     tags=_TAGS,
-    description="A URL that receives the events of every video of the caller, signed per Standard "
+    description="A URL that receives the events of every video of the caller (with `api_key_id`, only "
+    "of the videos that key created), signed per Standard "
     "Webhooks with the `whsec_` secret in the answer (shown only this once). Events are "
     '`{"type", "timestamp", "data"}` with the video object as `data`; a delivery is tried again '
     f"with backoff until it gets a 2xx. At most {MAX_ENDPOINTS_PER_OWNER} endpoints per user.",
@@ -140,7 +141,9 @@ WEBHOOK_SECRET = Schema(
         example={"url": "https://example.com/hooks/vidflow", "events": ["video.completed", "video.failed"]},
     ),
     reply=WEBHOOK_ENDPOINT,
+    errors=[404],  # an api_key_id that is not one of the caller's active keys
     extension=True,
+    links=links_to(["retrieve_endpoint", "delete_endpoint"], "endpoint_id"),
 )
 async def create_endpoint(request: web.Request) -> web.Response:
     principal = principal_of(request)

@@ -24,7 +24,7 @@ from services.jobs.peers import (
     RendererClient,
 )
 from services.jobs.staging import content_type_of
-from services.jobs.store import Changes, ConcurrencyLimitReached, DuplicateRequest, JobStore
+from services.jobs.store import Changes, ConcurrencyLimitReached, DuplicateRequest, JobStore, StaleJob
 
 log = logging.getLogger(__name__)
 MAX_REFERENCE_IMAGES = 4
@@ -89,10 +89,14 @@ class Admission:
         spec, planned = self._validated(request, source)
         owner_id, request_id = request.owner_id, request.request_id
         if request_id and (existing := await self._store.find_by_request_id(owner_id, request_id)):
-            return existing
+            return await self._resume(existing)
+        job_id = new_job_id()
+        # Before the row: a job is never without its images, whoever finishes its admission. A failure
+        # here leaves no job (and the renderer's sweeper removes images no job took).
+        prepared = await self._prepare_references(job_id, owner_id, spec.size, request)
         try:
             job = await self._store.insert_admitting(
-                job_id=new_job_id(),
+                job_id=job_id,
                 owner_id=owner_id,
                 spec=spec,
                 request_id=request_id or None,
@@ -101,6 +105,7 @@ class Admission:
                 segments=planned,
                 max_concurrent_jobs=request.max_concurrent_jobs,
                 remix_of=source,
+                reference_keys=[reference.object_key for reference in prepared],
             )
         except ConcurrencyLimitReached as limit:
             raise ServiceError(
@@ -116,11 +121,26 @@ class Admission:
             if existing is None:
                 raise ServiceError(ErrorKind.ABORTED, "Concurrent request; retry it.") from None
             return existing
+        return await self._admit_for_client(job, prepared)
+
+    async def _resume(self, job: Job) -> Job:
+        """A create retried with its Idempotency-Key. A job still being admitted means the first try
+        failed or was cut off (a peer down, a crash): admit it now, as the first try would have, rather
+        than after the worker's grace period. Safe beside a first try that is only slow: every step
+        is keyed by the job id, and the move to QUEUED is compare-and-set."""
+        if job.stage is not Stage.ADMITTING:
+            return job
+        return await self._admit_for_client(job)
+
+    async def _admit_for_client(self, job: Job, prepared: list[PreparedReference] | None = None) -> Job:
         try:
-            prepared = await self._prepare_references(job, request)
-            if prepared:
-                job = await self._store.set_references(job, [reference.object_key for reference in prepared])
             return await self.admit(job, prepared)
+        except StaleJob:
+            # Another try of the same request (same Idempotency-Key) admitted it meanwhile.
+            current = await self._store.get(job.id)
+            if current is None:
+                raise ServiceError(ErrorKind.ABORTED, "Concurrent request; retry it.") from None
+            return current
         except ServiceError as error:
             if error.kind in (ErrorKind.INSUFFICIENT_QUOTA, ErrorKind.INVALID_ARGUMENT):
                 # Refused outright (no money, or a bad image): the client gets a 4xx and no job exists.
@@ -138,14 +158,16 @@ class Admission:
             for index, key in enumerate(job.reference_keys)
         ]
 
-    async def _prepare_references(self, job: Job, request: JobRequest) -> list[PreparedReference]:
+    async def _prepare_references(
+        self, job_id: str, owner_id: str, size: str, request: JobRequest
+    ) -> list[PreparedReference]:
         if not request.references:
             return []
         return await self._renderer.prepare_references(
-            job_id=job.id,
-            owner_id=job.owner_id,
+            job_id=job_id,
+            owner_id=owner_id,
             images=list(request.references),
-            target_size=job.spec.size,
+            target_size=size,
             pad=request.pad_references,
         )
 

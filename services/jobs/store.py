@@ -269,10 +269,12 @@ class JobStore:
         segments: Sequence[Segment] = (),
         max_concurrent_jobs: int = 0,
         remix_of: Job | None = None,
+        reference_keys: Sequence[str] = (),
     ) -> Job:
-        """The row exists before any money moves, so a crash mid-admission leaves something to finish.
-        With a concurrency limit, the key's unfinished jobs are counted under a per-key lock, so
-        concurrent creates cannot both take the last slot."""
+        """The row exists before any money moves, so a crash mid-admission leaves something to finish;
+        it is born with its prepared reference images, so whoever finishes it has them. With a
+        concurrency limit, the key's unfinished jobs are counted under a per-key lock, so concurrent
+        creates cannot both take the last slot."""
         try:
             async with self._engine.begin() as conn:
                 if max_concurrent_jobs > 0 and api_key_id:
@@ -292,6 +294,7 @@ class JobStore:
                             traceparent=traceparent,
                             api_key_id=api_key_id,
                             segments=[segment.to_json() for segment in segments],
+                            reference_keys=list(reference_keys),
                             remixed_from_job_id=remix_of.id if remix_of else None,
                             remix_source_upstream_id=remix_of.upstream_id if remix_of else None,
                             pinned_deployment=remix_of.deployment if remix_of else None,
@@ -347,21 +350,6 @@ class JobStore:
                 )
             ).one_or_none()
         return _to_job(row) if row else None
-
-    async def set_references(self, job: Job, keys: Sequence[str]) -> Job:
-        """Record where a job's prepared references are, while it is being admitted."""
-        async with self._engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    update(jobs)
-                    .where(jobs.c.id == job.id, jobs.c.stage == Stage.ADMITTING.value)
-                    .values(reference_keys=list(keys))
-                    .returning(jobs)
-                )
-            ).one_or_none()
-        if row is None:
-            raise StaleJob(job.id)
-        return _to_job(row)
 
     async def delete_finished(self, job: Job) -> None:
         """Forget a completed or failed job (its assets are already gone)."""

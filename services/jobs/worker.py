@@ -51,6 +51,9 @@ _PROVIDER_FAILURE_CODES = {
     ProviderErrorKind.RATE_LIMITED: "provider_rate_limited",
     ProviderErrorKind.TRANSIENT: "provider_unavailable",
 }
+# Backoff while a step's outcome cannot be written (the database is restarting or failing over).
+_RECORD_RETRY_FIRST_PAUSE_SECONDS = 0.5
+_RECORD_RETRY_MAX_PAUSE_SECONDS = 5.0
 _FILENAMES = {
     AssetVariant.VIDEO: "video.mp4",
     AssetVariant.THUMBNAIL: "thumbnail.webp",
@@ -143,6 +146,9 @@ class JobWorker:
                 await self._store.move(job, Stage.RELEASING, _failure(job, error))
             except StaleJob:
                 pass
+            except Exception as exc:
+                # The database went away mid-tick; raising would end the worker's loop for good.
+                log.warning("could not fail a stranded job", extra={"job_id": job.id, "error": repr(exc)})
 
     def _cool_down(self, deployment: str) -> None:
         self._cooling_until[deployment] = time.monotonic() + self._provider_settings.cooldown_seconds
@@ -163,17 +169,45 @@ class JobWorker:
         with tracer.start_as_current_span(f"job step {job.stage}", context=parent) as span:
             span.set_attribute("vidflow.job_id", job.id)
             try:
-                await self.step(job)
-            except StaleJob:
-                log.info("job moved by someone else", extra={"job_id": job.id})
-            except _Retry as retry:
-                await self._retry_or_give_up(job, str(retry))
-            except _ClipFailed as failed:
-                with contextlib.suppress(StaleJob):
-                    await self._store.move(job, Stage.RELEASING, _failure(job, failed.error))
-            except Exception:
-                log.exception("job step crashed", extra={"job_id": job.id, "stage": job.stage})
-                await self._retry_or_give_up(job, "internal error")
+                await self._step_and_record(job)
+            except Exception as exc:
+                # Even the outcome could not be written: the database is away. Keep trying to
+                # schedule the retry, or the job would sit out the whole lease once it is back.
+                log.warning(
+                    "could not record a job step's outcome", extra={"job_id": job.id, "error": repr(exc)}
+                )
+                await self._retry_once_recorded(job, repr(exc))
+
+    async def _step_and_record(self, job: Job) -> None:
+        try:
+            await self.step(job)
+        except StaleJob:
+            log.info("job moved by someone else", extra={"job_id": job.id})
+        except _Retry as retry:
+            await self._retry_or_give_up(job, str(retry))
+        except _ClipFailed as failed:
+            with contextlib.suppress(StaleJob):
+                await self._store.move(job, Stage.RELEASING, _failure(job, failed.error))
+        except Exception:
+            log.exception("job step crashed", extra={"job_id": job.id, "stage": job.stage})
+            await self._retry_or_give_up(job, "internal error")
+
+    async def _retry_once_recorded(self, job: Job, reason: str) -> None:
+        """Schedule the step again as soon as the database takes the write, backing off; after half a
+        lease, stop and let the lease's expiry hand the job to a worker."""
+        deadline = time.monotonic() + self._settings.lease_seconds / 2
+        pause = _RECORD_RETRY_FIRST_PAUSE_SECONDS
+        while time.monotonic() + pause < deadline:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _RECORD_RETRY_MAX_PAUSE_SECONDS)
+            try:
+                await self._retry_or_give_up(job, reason)
+                return
+            except Exception as exc:
+                log.warning(
+                    "could not record a job step's outcome", extra={"job_id": job.id, "error": repr(exc)}
+                )
+        log.warning("gave up recording a job step's outcome; its lease will expire", extra={"job_id": job.id})
 
     async def step(self, job: Job) -> None:
         match job.stage:

@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from vidflow.moderation.v1 import moderation_pb2, moderation_service_pb2, moderation_service_pb2_grpc
 
 from servicekit.errors import GENERIC_INTERNAL_MESSAGE, ErrorKind, ServiceError
-from servicekit.grpcclient import open_channel
+from servicekit.grpcclient import RECONNECT_BACKOFF_MAX_MS, open_channel
 from servicekit.grpcserver import RunningServer, create_server
 
 from .conftest import RecordedSpans
@@ -186,6 +186,54 @@ async def test_unreachable_peer_is_unavailable() -> None:
         finally:
             await channel.close()
     assert caught.value.kind is ErrorKind.UNAVAILABLE
+
+
+# Long enough for gRPC's default reconnect backoff to have grown past the cap (to ~6 s).
+OUTAGE_SECONDS = 12.0
+
+
+async def test_a_peer_back_after_an_outage_is_called_again_within_the_capped_backoff() -> None:
+    """A crashed peer restarts on its port while its callers keep calling: the calls fail fast
+    while it is away and succeed again within the capped backoff once it is back (with gRPC's
+    default backoff they kept failing for seconds more, the longer the outage the longer)."""
+    servicer = ScriptedModeration()
+
+    async def start(address: str) -> RunningServer:
+        return await create_server(
+            address,
+            service_names=[SERVICE_NAME],
+            register=lambda server: moderation_service_pb2_grpc.add_ModerationServiceServicer_to_server(
+                servicer, server
+            ),
+            tracer_name="servicekit.tests.server",
+        )
+
+    running = await start("127.0.0.1:0")
+    target = f"127.0.0.1:{running.port}"
+    channel = open_channel(target, tracer_name="t", default_timeout=2)
+    stub = moderation_service_pb2_grpc.ModerationServiceStub(channel)
+    try:
+        assert (await stub.ModeratePrompt(Request(job_id="before"))).decision.job_id == "before"
+        await running.server.stop(0)
+        loop = asyncio.get_running_loop()
+        back_at = loop.time() + OUTAGE_SECONDS
+        while loop.time() < back_at:
+            with pytest.raises(ServiceError) as refused:
+                await stub.ModeratePrompt(Request(job_id="during"))
+            assert refused.value.kind is ErrorKind.UNAVAILABLE
+            await asyncio.sleep(0.1)  # the callers' pace while the peer is away
+        running = await start(target)
+
+        async def answered() -> bool:
+            try:
+                return (await stub.ModeratePrompt(Request(job_id="after"))).decision.job_id == "after"
+            except ServiceError:
+                return False
+
+        assert await poll_until(answered, deadline_seconds=RECONNECT_BACKOFF_MAX_MS / 1000 + 1)
+    finally:
+        await channel.close()
+        await running.server.stop(0)
 
 
 async def test_server_span_joins_the_client_trace(harness: Harness, spans: RecordedSpans) -> None:

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from servicekit.errors import ErrorKind, ServiceError
 
-from services.gateway.jwt_tokens import JwtSettings, JwtVerifier, user_id_for
+from services.gateway.jwt_tokens import JwtSettings, JwtVerifier, looks_like_jwt, user_id_for
 from services.gateway.tests.running_gateway import migrated, running_gateway, settings_for
 
 ISSUER = "https://idp.test.example"
@@ -199,6 +199,13 @@ BAD_TOKENS = {
 async def test_bad_tokens_are_401_without_quoting_them(verifier, idp, make):
     error = await refused(verifier, make(idp))
     assert error.code in ("invalid_token", "token_expired")
+
+
+def test_an_unsigned_token_is_read_as_a_token_not_as_a_wrong_api_key(idp):
+    # Found by tests/reliability/test_abuse.py: `alg: none` tokens (empty signature) got
+    # `invalid_api_key` through the gateway instead of the verifier's `invalid_token`.
+    assert looks_like_jwt(_resign_none(idp.token()))
+    assert not looks_like_jwt("vf_AbCdEf") and not looks_like_jwt("a..c") and not looks_like_jwt(".b.c")
 
 
 async def test_expiry_is_told_apart_and_leeway_is_honoured(verifier, idp):

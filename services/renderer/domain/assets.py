@@ -82,13 +82,15 @@ def check_staging_key(job_id: str, staging_key: str) -> str:
     """The job's own staging video; an empty key means the usual place.
 
     Keys outside `staging/<job_id>/` are refused, or one caller could copy any object in the
-    bucket (another owner's media, say) into its own media.
+    bucket (another owner's media, say) into its own media. The file name is held to the id rule
+    (letters, digits, '_', '-', '.'), so no `..`, backslash or escape reaches the storage server
+    either: a backslash is a separator to some, and SeaweedFS answered `..\\x` keys with a 400.
     """
     if not staging_key:
         return default_staging_key(job_id)
     prefix = staging_dir(job_id)
     rest = staging_key[len(prefix) :] if staging_key.startswith(prefix) else ""
-    if not rest or "/" in rest or rest in {".", ".."}:
+    if not _ID.fullmatch(rest):
         raise ServiceError(
             ErrorKind.INVALID_ARGUMENT,
             f"staging_key must name a file directly under {prefix}",

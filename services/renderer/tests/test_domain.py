@@ -122,6 +122,12 @@ def test_key_layout() -> None:
         "staging/job_1/../x/video.mp4",
         "staging/job_1/sub/video.mp4",
         "staging/job_1",
+        # Found by tests/reliability/test_abuse.py: S3 servers that read a backslash as a separator.
+        "staging/job_1/..\\job_2\\video.mp4",
+        "staging/job_1/..",
+        "staging/job_1/.hidden",
+        "staging/job_1/video.mp4\x00",
+        "staging/job_1/%2e%2e%2fjob_2%2fvideo.mp4",
     ],
 )
 def test_staging_key_must_belong_to_the_job(key: str) -> None:
