@@ -63,6 +63,7 @@ from bench.harness import (
     SetupError,
     free_port,
     fresh_database,
+    python_command,
     run_in_workdir,
 )
 from devstack.servers import local_infrastructure
@@ -105,8 +106,7 @@ class Options:
 
     def command(self) -> str:
         """The command line that repeats this run."""
-        executable, here = Path(sys.executable), Path.cwd()
-        python = executable.relative_to(here) if executable.is_relative_to(here) else executable
+        python = python_command()
         return (
             f"{python} -m bench {NAME} --connections {self.connections} "
             f"--duration {self.duration_seconds:g} --warmup {self.warmup_seconds:g}"

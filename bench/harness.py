@@ -31,6 +31,12 @@ STARTUP_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 45.0
 
 
+def python_command() -> str:
+    """This interpreter as a reader would type it: relative to the working directory when inside it."""
+    executable, here = Path(sys.executable), Path.cwd()
+    return str(executable.relative_to(here) if executable.is_relative_to(here) else executable)
+
+
 class SetupError(RuntimeError):
     """Something the benchmark needs did not start; the run measures nothing."""
 

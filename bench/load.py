@@ -62,7 +62,7 @@ from servicekit.db import make_engine
 from vidflow.billing.v1 import billing_service_pb2, billing_service_pb2_grpc
 
 from bench.gateway_throughput import quantile, stack_environ
-from bench.harness import LOOPBACK, SetupError, fresh_database, run_in_workdir
+from bench.harness import LOOPBACK, SetupError, fresh_database, python_command, run_in_workdir
 from devstack.servers import local_infrastructure
 from devstack.stack import run_stack
 from services.gateway.identity import IdentityStore, KeyLimits
@@ -91,8 +91,7 @@ class Options:
 
     def command(self) -> str:
         """The command line that repeats this run."""
-        executable, here = Path(sys.executable), Path.cwd()
-        python = executable.relative_to(here) if executable.is_relative_to(here) else executable
+        python = python_command()
         return (
             f"{python} -m bench {NAME} --clients {self.clients} --keys {self.keys} --rpm {self.rpm} "
             f"--max-jobs-per-key {self.max_jobs_per_key} "
