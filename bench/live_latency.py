@@ -55,10 +55,9 @@ from devstack.servers import local_infrastructure
 from services.gateway.app import migrate
 from services.gateway.config import Settings
 from services.gateway.identity import IdentityStore
-from services.jobs.subjects import ALL_STATUS_SUBJECTS, status_subject
+from services.jobs.subjects import ALL_STATUS_SUBJECTS, JOBS_STREAM, status_subject
 
 NAME = "live_latency"
-JOBS_STREAM = "JOBS"  # as the jobs service creates it (services/jobs/app.py)
 OUTBOX_SCHEMA = "bench_live"
 CONNECT_CONCURRENCY = 50
 
@@ -225,7 +224,7 @@ async def run(options: Options, workdir: Path) -> Result:
             nc = await connect_nats(infrastructure.nats_url, name="bench-live")
             try:
                 js = nc.jetstream()
-                await ensure_stream(js, JOBS_STREAM, ["jobs.v1.>"])
+                await ensure_stream(js, JOBS_STREAM)
                 port = free_port()
                 env = {
                     **os.environ,
@@ -291,7 +290,7 @@ async def _measure(
 
     await nc.subscribe(ALL_STATUS_SUBJECTS, cb=on_core)
     await js.subscribe(
-        ALL_STATUS_SUBJECTS, stream=JOBS_STREAM, cb=on_jetstream, ordered_consumer=True,
+        ALL_STATUS_SUBJECTS, stream=JOBS_STREAM.name, cb=on_jetstream, ordered_consumer=True,
         deliver_policy=DeliverPolicy.NEW,
     )  # fmt: skip
     relay = OutboxRelay(engine, table, js)

@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from servicekit.db import make_engine, upgrade_schema
-from servicekit.storage import S3Settings
+from servicekit.storage import S3Settings, S3Timeouts
 from servicekit.webhooks import new_secret
 
 from devstack.servers import Infrastructure
@@ -120,12 +120,14 @@ async def running_stack(
     provider_webhooks: bool = False,
     provider_settings: Callable[[str, str], ProviderSettings] | None = None,
     metrics: bool = False,
+    storage_timeouts: S3Timeouts | None = None,
 ) -> AsyncIterator[Stack]:
     """Every service on its own loopback port against a fresh database and bucket. With
     `provider_webhooks`, the simulator reports finished videos to the gateway's intake;
     `provider_settings(simulator_url, simulator_key)` replaces the one-deployment registry. With
     `metrics`, the services serve /metrics on one free port (metric instruments are per process, so
-    only one stack at a time should)."""
+    only one stack at a time should). `storage_timeouts` replaces the S3 clients' and the gateway's
+    waits for media storage (tests that hang it want short ones)."""
     any_port = "127.0.0.1:0"
     metrics_port = _free_port() if metrics else 0
     provider_key = f"sk-{uuid.uuid4().hex}"
@@ -144,6 +146,7 @@ async def running_stack(
         secret_key=infrastructure.s3_secret_key,
         region=infrastructure.s3_region,
         bucket=f"stack-{uuid.uuid4().hex[:20]}",
+        timeouts=storage_timeouts or S3Timeouts(),
     )
     with _database(infrastructure, "stack") as db:
         for app_module in (moderation_app, billing_app, renderer_app, jobs_app, gateway_app):
@@ -205,6 +208,7 @@ async def running_stack(
                 provider_webhook_secrets={"default": webhook_secret},
                 metrics_port=metrics_port,
                 nats_url=infrastructure.nats_url,
+                storage_timeouts=s3.timeouts,
                 # Receivers are on loopback; retries come quickly; stacks sharing the NATS server
                 # each consume status events under their own durable name.
                 client_webhooks=ClientWebhookSettings(

@@ -257,6 +257,46 @@ async def test_websocket_resume_after_a_disconnect_gets_exactly_the_missed_event
     assert missed[-1]["data"]["status"] == "completed"
 
 
+async def test_websocket_sends_each_event_once_however_subscriptions_overlap(http, stack):
+    """One socket: "all", a resume from an earlier event id, and the same ids subscribed again."""
+    user = await new_user(stack, "live_ws_overlap")
+    earlier = await create_video(http, stack, user)
+
+    async def earlier_finished() -> bool | None:
+        async with http.get(f"{stack.gateway_url}/v1/videos/{earlier}", headers=auth(stack, user)) as got:
+            return True if (await got.json())["status"] == "completed" else None
+
+    await eventually(earlier_finished, deadline_seconds=DEADLINE_SECONDS)  # all stored before the socket
+
+    async with http.ws_connect(f"{stack.gateway_url}/v1/ws", headers=auth(stack, user)) as ws:
+        await ws.send_json({"type": "subscribe", "videos": "all"})
+        assert await receive_json(ws) == {"type": "subscribed", "videos": "all"}
+        video_id = await create_video(http, stack, user)
+        first = await receive_json(ws)  # through "all", so this socket has sent event 1
+        assert (first["id"], first["sequence"]) == (video_id, 1)
+        subscriptions = [
+            [{"id": video_id, "last_event_id": 0}, {"id": earlier, "last_event_id": 1}],
+            [video_id, earlier],
+            [video_id],
+        ]
+        for videos in subscriptions:
+            await ws.send_json({"type": "subscribe", "videos": videos})
+        messages = [first]
+        while sum(m["type"] == "subscribed" for m in messages) < len(subscriptions) or not any(
+            m["type"] == "video.status_changed" and m["id"] == video_id and m["data"]["status"] == "completed"
+            for m in messages
+        ):
+            messages.append(await receive_json(ws))
+
+    assert [m["videos"] for m in messages if m["type"] == "subscribed"] == [
+        [video_id, earlier], [video_id, earlier], [video_id]
+    ]  # fmt: skip
+
+    assert sequences_of(messages, video_id) == await stored_sequences(stack, video_id)
+    # The earlier video: exactly what followed event 1, once, though subscribed again after it.
+    assert sequences_of(messages, earlier) == (await stored_sequences(stack, earlier))[1:]
+
+
 async def test_websocket_authentication_failures_and_bad_messages(http, stack):
     user = await new_user(stack, "live_ws_auth", credits=0)
     wrong_key = f"vf_wrong_{uuid.uuid4().hex}"

@@ -22,6 +22,7 @@ from servicekit.db import database_unavailable
 from servicekit.errors import GENERIC_INTERNAL_MESSAGE, ErrorKind, ServiceError
 from servicekit.grpcerrors import to_rpc_status
 from servicekit.metrics import get_meter
+from servicekit.storage import storage_unavailable
 from servicekit.telemetry import context_from_headers
 
 log = logging.getLogger(__name__)
@@ -130,11 +131,14 @@ class ServiceBoundaryInterceptor(grpc.aio.ServerInterceptor):
                         code = getattr(context.code(), "name", "UNKNOWN")
                         raise
                     except Exception as exc:
-                        unavailable = database_unavailable(exc)
+                        # The database or media storage went away, hung or is restarting: a passing
+                        # state the caller may retry, not a fault of ours.
+                        unavailable = database_unavailable(exc) or storage_unavailable(exc)
                         if unavailable is not None:
                             code = unavailable.kind.grpc_code
                             log.warning(
-                                "rpc failed: database unavailable", extra={"rpc": method, "error": repr(exc)}
+                                "rpc failed: a backing server is unavailable",
+                                extra={"rpc": method, "error": repr(exc)},
                             )
                             await context.abort_with_status(to_rpc_status(unavailable))
                         code = "INTERNAL"

@@ -5,6 +5,13 @@ transaction (`outbox_insert`). `OutboxRelay` publishes unpublished rows in id or
 with `Nats-Msg-Id` set, so a relay that crashes after publishing and before marking a row
 only causes a duplicate that JetStream drops. A transaction-scoped advisory lock keeps one
 relay active at a time across replicas, which keeps events in commit order.
+
+Given its `StreamSpec`, the relay also owns the stream. Before a batch it looks the stream up
+(NATS may be down when the service starts: it keeps trying) and converges it once per process.
+When NATS came back without its data, the stream is missing or new and holds less than the outbox
+says was published: the relay makes it again and, before anything newer, publishes once more every
+row of the last `REPUBLISH_HORIZON`, marked with `REPLAYED_HEADER`. Clients that resume then find
+the history they expect, in commit order; live consumers skip the marked copies.
 """
 
 from __future__ import annotations
@@ -12,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
+from datetime import datetime, timedelta
 from typing import Any
 
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from opentelemetry import trace
 from sqlalchemy import (
     BigInteger,
@@ -31,15 +40,19 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.dml import Insert
 
-from servicekit.bus import publish
+from servicekit.bus import REPLAYED_HEADER, StreamSpec, ensure_stream, publish
 from servicekit.lifecycle import wait_for_signal
 from servicekit.telemetry import context_from_headers, inject_trace_headers
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("servicekit.outbox")
+
+# How far back history is published again after NATS lost its data. Client webhook deliveries are
+# kept longer (a week), so their ids still drop the copies.
+REPUBLISH_HORIZON = timedelta(hours=24)
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -71,6 +84,7 @@ class OutboxRelay:
         table: Table,
         js: JetStreamContext,
         *,
+        stream: StreamSpec | None = None,
         batch_size: int = 200,
         idle_interval: float = 0.5,
         max_backoff: float = 5.0,
@@ -78,6 +92,9 @@ class OutboxRelay:
         self._engine = engine
         self._table = table
         self._js = js
+        self._stream = stream
+        # When the stream this process last saw was created; None until it first looks.
+        self._stream_created: datetime | None = None
         self._batch_size = batch_size
         self._idle_interval = idle_interval
         self._max_backoff = max_backoff
@@ -113,14 +130,10 @@ class OutboxRelay:
         async with self._engine.begin() as conn:
             if not await conn.scalar(select(func.pg_try_advisory_xact_lock(self._lock_key))):
                 return 0
-            rows = (
-                await conn.execute(
-                    select(table.c.id, table.c.subject, table.c.msg_id, table.c.payload, table.c.headers)
-                    .where(table.c.published_at.is_(None))
-                    .order_by(table.c.id)
-                    .limit(self._batch_size)
-                )
-            ).all()
+            rows = await self._pending(conn)
+            if rows and await self._stream_lost_history(conn):
+                await self._republish_recent(conn)
+                rows = await self._pending(conn)
             for row in rows:
                 try:
                     await self._publish_row(row)
@@ -136,11 +149,62 @@ class OutboxRelay:
             raise failure
         return len(done)
 
+    async def _pending(self, conn: AsyncConnection) -> list[Any]:
+        table = self._table
+        return list(
+            (
+                await conn.execute(
+                    select(table.c.id, table.c.subject, table.c.msg_id, table.c.payload, table.c.headers)
+                    .where(table.c.published_at.is_(None))
+                    .order_by(table.c.id)
+                    .limit(self._batch_size)
+                )
+            ).all()
+        )
+
+    async def _stream_lost_history(self, conn: AsyncConnection) -> bool:
+        """Make the stream if it is missing; True when it holds fewer events than the outbox
+        published within the horizon, which only a stream made anew does. The count is taken only
+        when the stream is one this process has not seen, so a batch usually costs one lookup."""
+        if self._stream is None:
+            return False
+        try:
+            info = await self._js.stream_info(self._stream.name)
+        except NotFoundError:
+            info = None
+        if info is None or self._stream_created is None:
+            # Missing, or the first look of this process: make it, or converge its settings.
+            await ensure_stream(self._js, self._stream)
+            info = await self._js.stream_info(self._stream.name)
+        if info.created == self._stream_created:
+            return False
+        self._stream_created = info.created
+        table = self._table
+        published = await conn.scalar(
+            select(func.count()).where(table.c.published_at >= func.now() - REPUBLISH_HORIZON)
+        )
+        return (info.state.messages or 0) < (published or 0)
+
+    async def _republish_recent(self, conn: AsyncConnection) -> None:
+        """Mark the horizon's rows unpublished and as replays; the batch then starts from them."""
+        assert self._stream is not None
+        table = self._table
+        replayed = await conn.execute(
+            update(table)
+            .where(table.c.published_at >= func.now() - REPUBLISH_HORIZON)
+            .values(published_at=None, headers=table.c.headers.op("||")({REPLAYED_HEADER: "1"}))
+        )
+        log.warning(
+            "stream made anew after NATS lost its data; publishing recent events again",
+            extra={"stream": self._stream.name, "events": replayed.rowcount},
+        )
+
     async def _publish_row(self, row: Any) -> None:
         headers: dict[str, str] = dict(row.headers or {})
         with _tracer.start_as_current_span(
             f"publish {row.subject}", context=context_from_headers(headers), kind=trace.SpanKind.PRODUCER
         ):
-            await publish(
-                self._js, row.subject, row.payload, msg_id=row.msg_id, headers=inject_trace_headers()
-            )
+            outgoing = inject_trace_headers()
+            if REPLAYED_HEADER in headers:
+                outgoing[REPLAYED_HEADER] = headers[REPLAYED_HEADER]
+            await publish(self._js, row.subject, row.payload, msg_id=row.msg_id, headers=outgoing)

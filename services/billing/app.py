@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from servicekit.bus import connect_nats, ensure_stream
+from servicekit.bus import nats_connection
 from servicekit.db import make_engine, upgrade_schema
 from servicekit.grpcserver import RunningServer, create_server
 from servicekit.metrics import listen_host, serve_metrics
@@ -38,11 +39,14 @@ async def serve(
     async with AsyncExitStack() as stack:
         engine = make_engine(settings.database_url, pool_size=10)
         stack.push_async_callback(engine.dispose)
-        nc = await connect_nats(settings.nats_url, name="vidflow-billing")
-        stack.push_async_callback(nc.drain)
-        js = nc.jetstream()
-        await ensure_stream(js, events.STREAM, events.STREAM_SUBJECTS)
-        relay = OutboxRelay(engine, outbox, js)
+        # Start-up does not wait for NATS: events wait in the outbox until the relay reaches it.
+        nc = await stack.enter_async_context(nats_connection(settings.nats_url, name="vidflow-billing"))
+        relay = OutboxRelay(
+            engine,
+            outbox,
+            nc.jetstream(),
+            stream=replace(events.STREAM, replicas=settings.nats_stream_replicas),
+        )
         stop_relay = asyncio.Event()
         relay_task = asyncio.create_task(relay.run(stop_relay), name="billing-outbox-relay")
 

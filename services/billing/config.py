@@ -5,6 +5,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from servicekit.bus import stream_replicas
 from servicekit.config import ConfigError, env_float, env_int, env_str
 from servicekit.metrics import metrics_port_from_env
 
@@ -19,6 +20,8 @@ class Settings:
     grpc_drain_seconds: float = 10.0
     # /metrics port; 0 (off) unless set, so tests and benchmarks never fight over 9464.
     metrics_port: int = 0
+    # Copies of the BILLING stream in a NATS cluster.
+    nats_stream_replicas: int = 1
     credits_per_dollar: int = 100
     # USD per second by model and size; BILLING_PRICES replaces the whole table.
     usd_per_second: Mapping[str, Mapping[str, str | Decimal]] = field(
@@ -37,6 +40,7 @@ class Settings:
             grpc_listen_address=env_str("GRPC_LISTEN_ADDRESS", cls.grpc_listen_address),
             grpc_drain_seconds=env_float("GRPC_DRAIN_SECONDS", cls.grpc_drain_seconds),
             metrics_port=metrics_port_from_env(),
+            nats_stream_replicas=stream_replicas(env_int("NATS_STREAM_REPLICAS", cls.nats_stream_replicas)),
             credits_per_dollar=env_int("BILLING_CREDITS_PER_DOLLAR", cls.credits_per_dollar),
             usd_per_second=DEFAULT_USD_PER_SECOND if prices is None else prices,
         )

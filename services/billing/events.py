@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from servicekit.bus import StreamSpec
 from vidflow.billing.v1 import events_pb2
 
 from services.billing.domain import Hold, HoldState
 from services.billing.messages import hold_message
 
-STREAM = "BILLING"
-STREAM_SUBJECTS = ("billing.v1.>",)
+STREAM = StreamSpec("BILLING", ("billing.v1.>",))
 _HOLD_VERBS = {HoldState.HELD: "placed", HoldState.CAPTURED: "captured", HoldState.RELEASED: "released"}
 
 

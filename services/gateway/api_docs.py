@@ -11,7 +11,7 @@ Documenting a route is a decorator beside the route's own:
 
 where `THING = Schema("Thing", {...JSON Schema...})` is defined once (named schemas land in
 `components/schemas` and are referenced by `$ref`). Path parameters come from the route's path;
-401, 429 and 503 are added to every authenticated route, 403 to admin routes, and 400, 408 and 413
+401, 429, 503 and 504 are added to every authenticated route, 403 to admin routes, and 400, 408 and 413
 to every route with a body. `links=links_to([...], "thing_id")` on the route that makes a thing
 says which operations take its id from the answer (OpenAPI links, which clients and Schemathesis's
 stateful tests follow); a link to an operation or parameter that does not exist fails the build.
@@ -269,9 +269,15 @@ ERROR_RESPONSES: dict[int, tuple[str, str]] = {
         "limit of unfinished videos.",
     ),
     503: ("Unavailable", "A backing service is unavailable; retry shortly."),
+    504: ("GatewayTimeout", "A backing service did not answer in time (it may be hung); retry shortly."),
 }
-# Every keyed route can meet a bad key, the key's rate limit, or a backing service that is down.
-_ERRORS_BY_ACCESS = {Access.USER: (401, 429, 503), Access.ADMIN: (401, 403, 429, 503), Access.SIGNED: ()}
+# Every keyed route can meet a bad key, the key's rate limit, or a backing service that is down or
+# hung (its call then runs out of time).
+_ERRORS_BY_ACCESS = {
+    Access.USER: (401, 429, 503, 504),
+    Access.ADMIN: (401, 403, 429, 503, 504),
+    Access.SIGNED: (),
+}
 _ERRORS_WITH_A_BODY = (400, 408, 413)
 
 

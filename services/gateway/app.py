@@ -43,6 +43,7 @@ from services.gateway.keys import (
     PROVIDER_WEBHOOK_SECRETS,
     RATE_LIMITER,
     RENDER_STUB,
+    STORAGE_TIMEOUT,
     WEBHOOK_STORE,
 )
 from services.gateway.live import close_live_clients, live_events
@@ -106,6 +107,12 @@ def make_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[PROVIDER_WEBHOOK_SECRETS] = dict(settings.provider_webhook_secrets)
     app[CLIENT_WEBHOOK_SETTINGS] = settings.client_webhooks
+    # Per socket read, not for the whole answer: a long download keeps streaming.
+    app[STORAGE_TIMEOUT] = aiohttp.ClientTimeout(
+        total=None,
+        sock_connect=settings.storage_timeouts.connect_seconds,
+        sock_read=settings.storage_timeouts.read_seconds,
+    )
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_grpc_peers)
     app.cleanup_ctx.append(_http_client)

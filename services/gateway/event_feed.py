@@ -7,11 +7,18 @@ push consumer (ephemeral, in memory, no acks) rather than a core NATS subscripti
   and then reads the stream, so every event is either in what it reads or arrives live after it
   registered: no gap, and duplicates are dropped by sequence (`DeliveredSequences`);
 - after a NATS outage it resumes from the last stream sequence it saw, so connected clients miss
-  nothing.
+  nothing;
+- when NATS comes back without its data, the stream is gone and nats-py would re-create the
+  consumer past everything the new stream will hold. A check every few seconds compares the stream
+  with the one subscribed to and, when it is missing or new, creates it if need be and subscribes
+  from its first event: connected clients get every event published after the loss (those the
+  lost stream held and had not yet delivered are gone).
 
 Replay, per client when it connects or resumes: the job's last stored event (one request), and
 only when the client is further behind, a short-lived ordered consumer filtered to that job's
-subject (JetStream reads just that job's messages through its subject index).
+subject (JetStream reads just that job's messages through its subject index). Replays read only
+JetStream: after NATS lost its data, a job's earlier events are gone, so a client without a
+`last_event_id` gets the job's current state (sequence 0) and one resuming gets what came after.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NatsClient
@@ -28,13 +36,14 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
-from servicekit.bus import connect_nats
+from servicekit.bus import REPLAYED_HEADER, StreamSpec, connect_nats, create_stream_if_missing
 from servicekit.errors import ErrorKind, ServiceError
+from servicekit.lifecycle import wait_for_signal
 from vidflow.jobs.v1 import events_pb2, jobs_pb2
 
 from services.gateway.fanout import FanoutHub, StatusEvent
 from services.gateway.openai_format import video_resource
-from services.jobs.subjects import ALL_STATUS_SUBJECTS, status_subject
+from services.jobs.subjects import ALL_STATUS_SUBJECTS, JOBS_STREAM, status_subject
 
 log = logging.getLogger(__name__)
 _TERMINAL = (jobs_pb2.JOB_STATUS_COMPLETED, jobs_pb2.JOB_STATUS_FAILED)
@@ -42,6 +51,8 @@ _TERMINAL = (jobs_pb2.JOB_STATUS_COMPLETED, jobs_pb2.JOB_STATUS_FAILED)
 _REPLAY_CONSUMER_TTL_SECONDS = 30.0
 _REPLAY_MESSAGE_TIMEOUT_SECONDS = 5.0
 _RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+# How often the live subscription checks that its stream is still the one NATS holds.
+_STREAM_CHECK_SECONDS = 2.0
 
 
 def status_event_from_job(job: jobs_pb2.Job, sequence: int) -> StatusEvent:
@@ -73,13 +84,23 @@ class CatchUp:
 
 
 class EventFeed:
-    def __init__(self, nats_url: str, hub: FanoutHub, *, name: str = "vidflow-gateway") -> None:
+    def __init__(
+        self,
+        nats_url: str,
+        hub: FanoutHub,
+        *,
+        name: str = "vidflow-gateway",
+        stream: StreamSpec = JOBS_STREAM,
+    ) -> None:
         self._nats_url = nats_url
         self._hub = hub
         self._name = name
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
-        self._stream = ""
+        self._stream_spec = stream  # made with it if this replica finds it missing
+        self._stream = stream.name
+        # When the subscribed stream was made: a different time means NATS made it anew.
+        self._stream_created: datetime | None = None
         self._live: JetStreamContext.PushSubscription | None = None
         # Highest stream sequence handed to the hub: an ordered consumer that restarts before its
         # first message starts over from the stream's beginning, and those repeats are skipped.
@@ -111,10 +132,7 @@ class EventFeed:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._live is not None:
-            with contextlib.suppress(Exception):
-                await self._live.unsubscribe()
-            self._live = None
+        await self._drop_live()
         if self._nc is not None:
             # close, not drain: this connection publishes nothing, and with every client already
             # gone there is no one left to hand a message still in flight to.
@@ -179,25 +197,38 @@ class EventFeed:
     async def _connect_and_subscribe(self) -> None:
         attempt = 0
         while self._nc is None:
+            if self._stopping.is_set():
+                return
             try:
                 self._nc = await connect_nats(self._nats_url, name=self._name)
             except Exception as exc:
                 attempt = await self._pause("nats unreachable", exc, attempt)
         self._js = self._nc.jetstream()
-        attempt = 0
-        while self._live is None:
-            try:
-                self._live = await self._subscribe(self._js)
-            except Exception as exc:
-                # Typically the jobs service has not created the stream yet.
-                attempt = await self._pause("status events stream not available", exc, attempt)
+        await self._subscribe_live(self._js, from_start=False)
+        if self._stopping.is_set():
+            return
         self._subscribed.set()
         log.info("live status events subscribed", extra={"stream": self._stream})
+        await self._watch_stream(self._js)
 
-    async def _subscribe(self, js: JetStreamContext) -> JetStreamContext.PushSubscription:
-        self._stream = await js.find_stream_name_by_subject(ALL_STATUS_SUBJECTS)
-        info = await js.stream_info(self._stream)
-        self._last_stream_seq = info.state.last_seq
+    async def _subscribe_live(self, js: JetStreamContext, *, from_start: bool) -> None:
+        attempt = 0
+        # Stopping ends the retries: a pause then returns at once, and a cancel may be swallowed
+        # by a NATS request in flight.
+        while self._live is None and not self._stopping.is_set():
+            try:
+                self._live = await self._subscribe(js, from_start=from_start)
+            except Exception as exc:
+                attempt = await self._pause("status events stream not available", exc, attempt)
+
+    async def _subscribe(
+        self, js: JetStreamContext, *, from_start: bool
+    ) -> JetStreamContext.PushSubscription:
+        """From the next event, or with `from_start` from the stream's first (a stream made anew
+        holds only events no client has had)."""
+        info = await create_stream_if_missing(js, self._stream_spec)
+        self._stream_created = info.created
+        self._last_stream_seq = 0 if from_start else info.state.last_seq
         return await js.subscribe(
             ALL_STATUS_SUBJECTS,
             stream=self._stream,
@@ -207,11 +238,39 @@ class EventFeed:
             config=ConsumerConfig(opt_start_seq=self._last_stream_seq + 1),
         )
 
+    async def _watch_stream(self, js: JetStreamContext) -> None:
+        """Until stopped: when the stream is missing or was made anew, subscribe to it afresh."""
+        while not self._stopping.is_set():
+            await wait_for_signal(self._stopping, seconds=_STREAM_CHECK_SECONDS)
+            if self._stopping.is_set():
+                return
+            delivered = self._last_stream_seq  # read first: events may arrive during the request
+            try:
+                info = await js.stream_info(self._stream)
+            except NotFoundError:
+                replaced = True
+            except Exception:
+                continue  # NATS is away: nothing to compare until it is back
+            else:
+                replaced = info.created != self._stream_created or info.state.last_seq < delivered
+            if replaced:
+                log.warning("status events stream lost with NATS's data; subscribing to it anew")
+                await self._drop_live()
+                await self._subscribe_live(js, from_start=True)
+
+    async def _drop_live(self) -> None:
+        if self._live is not None:
+            live, self._live = self._live, None
+            with contextlib.suppress(Exception):
+                await live.unsubscribe()
+
     async def _on_message(self, message: Msg) -> None:
         stream_seq = message.metadata.sequence.stream
         if stream_seq <= self._last_stream_seq:
             return
         self._last_stream_seq = stream_seq
+        if message.headers and REPLAYED_HEADER in message.headers:
+            return  # history refilled into a stream made anew: for resumes, not for live clients
         event = decode_status_event(message.data)
         if event is None:
             log.warning("undecodable status event skipped", extra={"stream_seq": stream_seq})
@@ -220,7 +279,7 @@ class EventFeed:
 
     async def _pause(self, what: str, exc: Exception, attempt: int) -> int:
         delay = _RETRY_SECONDS[min(attempt, len(_RETRY_SECONDS) - 1)]
-        log.warning(what, extra={"error": repr(exc), "retry_in": delay})
+        log.warning(what, extra={"error": str(exc) or repr(exc), "retry_in": delay})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=delay)
         return attempt + 1

@@ -166,25 +166,44 @@ class FanoutHub:
 
 
 class DeliveredSequences:
-    """Per job, the last sequence one client was sent: replay and live events overlap, and each
-    event must reach the client once, in order."""
+    """Per job, the highest sequence one client was sent, so that it gets each job's events once
+    and in increasing order: replayed and live copies of an event overlap, a client may reach one
+    job through "all" and through its id, and a resume never rewinds what was already sent.
 
-    def __init__(self) -> None:
-        self._last: dict[str, int] = {}
+    Holds one int for each of the `limit` jobs sent to most recently, so a socket that lives for
+    days stays small; a job it forgot counts as never sent.
+    """
+
+    def __init__(self, *, limit: int = 1) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self._limit = limit
+        self._highest: dict[str, int] = {}  # least recently sent first
 
     def admit(self, event: StatusEvent) -> bool:
-        last = self._last.get(event.job_id)
-        if last is not None and event.sequence <= last:
+        """True, and recorded as sent, when the client has not had this event or a later one."""
+        highest = self._highest.get(event.job_id)
+        if highest is not None and event.sequence <= highest:
             return False
-        self._last[event.job_id] = event.sequence
+        self._remember(event.job_id, event.sequence)
         return True
 
-    def resume_from(self, job_id: str, last_event_id: int | None) -> None:
-        """The client says it holds `last_event_id` of this job (None: nothing yet)."""
-        if last_event_id is None:
-            self._last.pop(job_id, None)
-        else:
-            self._last[job_id] = last_event_id
+    def resume_after(self, job_id: str, last_event_id: int | None) -> int | None:
+        """Where a (re)subscription to `job_id` continues: after the client's `last_event_id` or
+        after the last event it was sent here, whichever is later; None when neither is known (the
+        client gets the current state). Events up to that point are not admitted any more."""
+        highest = self._highest.get(job_id)
+        if highest is None or (last_event_id is not None and last_event_id > highest):
+            highest = last_event_id
+        if highest is not None:
+            self._remember(job_id, highest)
+        return highest
+
+    def _remember(self, job_id: str, sequence: int) -> None:
+        self._highest.pop(job_id, None)
+        self._highest[job_id] = sequence
+        if len(self._highest) > self._limit:
+            del self._highest[next(iter(self._highest))]
 
 
 def _discard(index: dict[K, set[Subscriber]], key: K, subscriber: Subscriber) -> None:

@@ -22,6 +22,8 @@ JOBS_STUB = web.AppKey("jobs_stub", jobs_service_pb2_grpc.JobsServiceStub)
 RENDER_STUB = web.AppKey("render_stub", render_service_pb2_grpc.RenderServiceStub)
 BILLING_STUB = web.AppKey("billing_stub", billing_service_pb2_grpc.BillingServiceStub)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
+# How long a download waits for media storage to connect and for each read (S3_*_TIMEOUT_SECONDS).
+STORAGE_TIMEOUT = web.AppKey("storage_timeout", aiohttp.ClientTimeout)
 # Deployment name -> Standard Webhooks secret (whsec_...) for provider webhook intake.
 PROVIDER_WEBHOOK_SECRETS = web.AppKey("provider_webhook_secrets", dict)
 RATE_LIMITER = web.AppKey("rate_limiter", RequestLimiter)

@@ -3,7 +3,10 @@
 Both send the same events: the job's `sequence` (one more per event) and the video object exactly as
 `GET /v1/videos/{id}` returns it. Each client first gets the current state, or on resume every
 stored event after the id it names, then live events; replay and live meet with no gap and no
-duplicate (see `event_feed`). Another user's video answers as if it did not exist.
+duplicate (see `event_feed`). A WebSocket remembers per video the highest sequence it sent
+(`DeliveredSequences`), so a video it reaches through "all" and by id, subscribes twice or resumes
+from an older id still gets each event once, in order. Another user's video answers as if it did
+not exist.
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ CLOSE_HANDSHAKE_SECONDS = 2.0
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_VIDEOS_PER_SUBSCRIBE = 100
 MAX_VIDEOS_PER_SOCKET = 1000
+# Videos whose last sent sequence a socket remembers (about 150 bytes each): all it may watch at once
+# and room for those "all" brings. A socket that carried more forgets the least recently sent.
+REMEMBERED_VIDEOS_PER_SOCKET = 4 * MAX_VIDEOS_PER_SOCKET
 _MAX_ID_CHARS = 128  # the jobs service's id column
 _MAX_EVENT_ID_DIGITS = 18
 
@@ -88,7 +94,7 @@ def live_events(settings: Settings) -> Callable[[web.Application], AsyncIterator
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         hub = FanoutHub(capacity=settings.live.queue_events)
-        feed = EventFeed(settings.nats_url, hub)
+        feed = EventFeed(settings.nats_url, hub, stream=settings.jobs_stream)
         app[LIVE_HUB] = hub
         app[EVENT_FEED] = feed
         app[LIVE_SETTINGS] = settings.live
@@ -152,19 +158,25 @@ async def video_events(request: web.Request) -> web.StreamResponse:
             backlog = [status_event_from_job(job, 0)]
         if not backlog and after is not None and _nothing_more(job, caught_up.latest):
             return web.Response(status=204)
+        sent = DeliveredSequences()
+        # A lagging live feed may still bring the event the client named, or an older one.
+        sent.resume_after(job.id, after)
         response = web.StreamResponse(headers=SSE_HEADERS)
         await response.prepare(request)
-        await _stream_events(request, response, subscriber, backlog)
+        await _stream_events(request, response, subscriber, backlog, sent)
         return response
     finally:
         hub.unsubscribe(subscriber)
 
 
 async def _stream_events(
-    request: web.Request, response: web.StreamResponse, subscriber: Subscriber, backlog: list[StatusEvent]
+    request: web.Request,
+    response: web.StreamResponse,
+    subscriber: Subscriber,
+    backlog: list[StatusEvent],
+    sent: DeliveredSequences,
 ) -> None:
     live = request.app[LIVE_SETTINGS]
-    sent = DeliveredSequences()
 
     async def write(data: bytes) -> None:
         async with asyncio.timeout(live.write_timeout_seconds):
@@ -220,7 +232,11 @@ def ws_message(event: StatusEvent) -> str:
     "the current state of each, or every event after `last_event_id`, then live events. Messages: "
     "`video.status_changed` events (`VideoStatusEvent`), `subscribed` once a subscription's backlog is "
     "sent, and `error` (an OpenAI error body, with the video `id` it concerns; another user's video "
-    "gets `video_not_found`). Close codes: 1001 server shutting down, 4001 fell too far behind, 4401 "
+    "gets `video_not_found`). Each video's events arrive once each, in increasing `sequence`, however "
+    "its subscriptions overlap: a resume or repeated subscribe of a video this socket already sent "
+    "continues after the later of `last_event_id` and the last event sent here, and never replays "
+    "(a new socket does). Send resumes before `all`: once `all` has sent a video's event, older "
+    "ones are not sent. Close codes: 1001 server shutting down, 4001 fell too far behind, 4401 "
     "unauthenticated; reconnect and resume with `last_event_id`.",
     reply=[
         Reply({}, status=101, description="Switching Protocols: the socket is open."),
@@ -318,7 +334,7 @@ class LiveSocket:
         self._feed = feed
         self._hub = hub
         self._write_timeout = request.app[LIVE_SETTINGS].write_timeout_seconds
-        self._sent = DeliveredSequences()
+        self._sent = DeliveredSequences(limit=REMEMBERED_VIDEOS_PER_SOCKET)
 
     async def run(self) -> int | None:
         """Until the client leaves (None) or the hub drops it (the close code to send)."""
@@ -412,9 +428,13 @@ class LiveSocket:
             else:
                 self._hub.watch(self._subscriber, job.id)
                 jobs.append(job)
+        # A video this socket already sent continues after the later of its last event here and
+        # the client's last_event_id: a repeated or older resume never sends an event twice.
+        resume_after = {job.id: self._sent.resume_after(job.id, wanted[job.id]) for job in jobs}
         # Registered for live events first, then read the stream: nothing falls between the two.
         caught_up = await asyncio.gather(
-            *(self._feed.catch_up(owner, job.id, wanted[job.id]) for job in jobs), return_exceptions=True
+            *(self._feed.catch_up(owner, job.id, resume_after[job.id]) for job in jobs),
+            return_exceptions=True,
         )
         accepted = []
         for job, catch_up in zip(jobs, caught_up, strict=True):
@@ -424,12 +444,13 @@ class LiveSocket:
                 continue
             if isinstance(catch_up, BaseException):
                 raise catch_up
-            after = wanted[job.id]
-            self._sent.resume_from(job.id, after)
             backlog = catch_up.events
-            if after is None and catch_up.latest is None:
+            if resume_after[job.id] is None and catch_up.latest is None:
                 backlog = [status_event_from_job(job, 0)]
             await self._send_events(backlog)
+            if _nothing_more(job, catch_up.latest):
+                # Its final event went out now or earlier on this socket: nothing left to wait for.
+                self._hub.unwatch(self._subscriber, job.id)
             accepted.append(job.id)
         await self._reply({"type": "subscribed", "videos": accepted})
 

@@ -39,7 +39,8 @@ routes = web.RouteTableDef()
     parameters=api.WEBHOOK_HEADERS,
     body=json_body(api.PROVIDER_EVENT, example={"type": "video.completed", "data": {"id": "video_123"}}),
     reply=api.PROVIDER_EVENT_RECEIPT,
-    errors=[404],
+    # 503/504: the jobs service or its database is away or hung; the provider sends the event again.
+    errors=[404, 503, 504],
     extension=True,
     access=Access.SIGNED,
 )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import aiohttp
 from aiohttp import web
 from servicekit.errors import ErrorKind, ServiceError
+from servicekit.storage import storage_unavailable_error
 from vidflow.jobs.v1 import jobs_pb2, jobs_service_pb2, jobs_service_pb2_grpc
 from vidflow.render.v1 import render_pb2, render_service_pb2, render_service_pb2_grpc
 
@@ -14,9 +17,10 @@ from services.gateway.api_docs import Body, Reply, documented, header, json_repl
 from services.gateway.auth import principal_of
 from services.gateway.create_body import CreateVideoFields, read_create_body
 from services.gateway.identity import Principal
-from services.gateway.keys import HTTP_CLIENT, JOBS_STUB, RENDER_STUB
+from services.gateway.keys import HTTP_CLIENT, JOBS_STUB, RENDER_STUB, STORAGE_TIMEOUT
 from services.gateway.openai_format import is_in_flight, video_resource
 
+log = logging.getLogger(__name__)
 POLL_AFTER_MS = "2000"
 MAX_IDEMPOTENCY_KEY_CHARS = 128  # the jobs service's request_id column
 _VARIANTS = {
@@ -273,9 +277,7 @@ async def retry_video(request: web.Request) -> web.Response:
     principal = principal_of(request)
     stub: jobs_service_pb2_grpc.JobsServiceStub = request.app[JOBS_STUB]
     response = await stub.RetryJob(
-        jobs_service_pb2.RetryJobRequest(
-            owner_id=principal.user_id, job_id=_video_id(request)
-        )
+        jobs_service_pb2.RetryJobRequest(owner_id=principal.user_id, job_id=_video_id(request))
     )
     return _job_response(response.job)
 
@@ -387,26 +389,36 @@ async def _relay_from_storage(request: web.Request, url: str) -> web.StreamRespo
     headers = {"Range": request.headers["Range"]} if "Range" in request.headers else {}
     session: aiohttp.ClientSession = request.app[HTTP_CLIENT]
     try:
-        upstream = await session.get(
-            url, headers=headers, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
-        )
+        upstream = await session.get(url, headers=headers, timeout=request.app[STORAGE_TIMEOUT])
     except (aiohttp.ClientError, TimeoutError) as exc:
-        # Storage is down or unreachable: a passing state, not a fault of ours or the client's.
-        raise ServiceError(ErrorKind.UNAVAILABLE, "Media storage is unavailable; try again shortly.") from exc
+        # Storage is down, unreachable or not answering: a passing state, not a fault of ours or the
+        # client's.
+        raise storage_unavailable_error() from exc
     async with upstream:
         if upstream.status == 416:
             raise ServiceError(
                 ErrorKind.INVALID_ARGUMENT, "The requested range is not satisfiable.", param="Range"
             )
         if upstream.status not in (200, 206):
-            raise ServiceError(ErrorKind.UNAVAILABLE, "Media storage is unavailable; try again shortly.")
+            raise storage_unavailable_error()
         response = web.StreamResponse(status=upstream.status)
         for name in _PASSED_THROUGH_HEADERS:
             if name in upstream.headers:
                 response.headers[name] = upstream.headers[name]
         await response.prepare(request)
-        async for chunk in upstream.content.iter_chunked(1 << 16):
-            await response.write(chunk)
+        try:
+            async for chunk in upstream.content.iter_chunked(1 << 16):
+                await response.write(chunk)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # Storage stalled or broke off mid-file. The status is sent and cannot change, and a
+            # connection left open would keep the client waiting for the rest: cut it, so the
+            # client sees a short body at once and can resume with Range.
+            log.warning(
+                "media storage broke off a download", extra={"path": request.path, "error": repr(exc)}
+            )
+            if request.transport is not None:
+                request.transport.abort()
+            return response
         await response.write_eof()
         return response
 

@@ -14,6 +14,13 @@ Two loops:
 The consumer filters `jobs.v1.video.>`, which holds both the bare `jobs.v1.video.status_changed`
 subject and the per-owner, per-job subjects under it. URLs and secrets are never logged: a
 delivery is named by its id and endpoint.
+
+When NATS comes back without its data, the stream and the consumer are gone: the intake creates
+the stream if the jobs service has not yet, and makes the consumer again, starting from when this
+replica last fetched from the old one, so every event the new stream holds is handled (events the
+lost stream held and no replica had handled are lost). A consumer made for the first time starts
+when the replica did, so a gateway that starts before NATS misses nothing published after it.
+Overlap is harmless: delivery ids de-duplicate.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from servicekit.bus import connect_nats
+from servicekit.bus import StreamSpec, connect_nats, create_stream_if_missing
 from servicekit.lifecycle import wait_for_signal
 from servicekit.metrics import get_meter
 from servicekit.webhooks import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
@@ -49,7 +56,7 @@ from services.gateway.webhook_events import (
 )
 from services.gateway.webhook_store import ClaimedDelivery, NewDelivery, Target, WebhookStore
 from services.gateway.webhook_urls import PublicAddressResolver, WebhookUrlError, check_webhook_url
-from services.jobs.subjects import STATUS_SUBJECT_PREFIX
+from services.jobs.subjects import JOBS_STREAM, STATUS_SUBJECT_PREFIX
 
 log = logging.getLogger(__name__)
 # Every video event subject, old (bare) and new (per owner and job) alike.
@@ -60,6 +67,9 @@ _FETCH_BATCH = 64
 _FETCH_WAIT_SECONDS = 2.0
 _NAK_DELAY_SECONDS = 2.0
 _RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+# A consumer made anew starts this much before the moment it must cover: JetStream stamps messages
+# with the NATS server's clock, not ours.
+_CLOCK_SKEW_ALLOWANCE = timedelta(seconds=5)
 # Finished deliveries are kept a week (for support), then dropped.
 _KEEP_FINISHED = timedelta(days=7)
 _TIDY_EVERY_SECONDS = 600.0
@@ -116,11 +126,13 @@ class WebhookWorker:
         nats_url: str,
         *,
         name: str = "vidflow-gateway",
+        stream: StreamSpec = JOBS_STREAM,
     ) -> None:
         self._settings = settings
         self._store = store
         self._nats_url = nats_url
         self._name = name
+        self._stream = stream  # made with it if this replica finds it missing
         self._policy = RetryPolicy(
             settings.retry_base_seconds, settings.retry_max_seconds, settings.max_attempts
         )
@@ -132,6 +144,9 @@ class WebhookWorker:
         self._tasks: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
         self._nc: NatsClient | None = None
+        # Where a consumer made anew must start so it misses nothing the stream holds: when the
+        # worker started, then when the last fetch the consumer answered was sent.
+        self._handled_until = datetime.now(UTC)
 
     def start(self) -> None:
         self._http = aiohttp.ClientSession(
@@ -196,6 +211,8 @@ class WebhookWorker:
     async def _intake(self) -> None:
         attempt = 0
         while self._nc is None:
+            if self._stopping.is_set():
+                return
             try:
                 self._nc = await connect_nats(self._nats_url, name=f"{self._name}-webhooks")
             except Exception as exc:
@@ -212,25 +229,32 @@ class WebhookWorker:
             attempt = 0
             log.info("client webhooks: consuming status events", extra={"consumer": self._settings.consumer})
             while not self._stopping.is_set():
+                sent_at = datetime.now(UTC)
                 try:
                     messages = await subscription.fetch(_FETCH_BATCH, timeout=_FETCH_WAIT_SECONDS)
                 except TimeoutError:
+                    # Also what a fetch sent while NATS is away ends in; it was sent before NATS
+                    # came back, so before anything a stream made anew holds.
+                    self._handled_until = sent_at
                     continue
                 except Exception as exc:
                     attempt = await self._pause("client webhooks: fetching events failed", exc, attempt)
                     break  # subscribe again: the consumer may have gone with its stream
                 for message in messages:
                     await self._on_message(message)
+                self._handled_until = sent_at
 
     async def _subscribe(self, js: JetStreamContext) -> JetStreamContext.PullSubscription:
-        stream = await js.find_stream_name_by_subject(VIDEO_EVENT_SUBJECTS)
+        await create_stream_if_missing(js, self._stream)
         return await js.pull_subscribe(
             VIDEO_EVENT_SUBJECTS,
             durable=self._settings.consumer,
-            stream=stream,
+            stream=self._stream.name,
             config=ConsumerConfig(
-                # Applies when the consumer is first made: from then on, it resumes where it stood.
-                deliver_policy=DeliverPolicy.NEW,
+                # Applies only when the consumer is made (first deployment, or NATS lost it): an
+                # existing one resumes where it stood.
+                deliver_policy=DeliverPolicy.BY_START_TIME,
+                opt_start_time=self._handled_until - _CLOCK_SKEW_ALLOWANCE,
                 ack_policy=AckPolicy.EXPLICIT,
                 ack_wait=_ACK_WAIT_SECONDS,
             ),
@@ -342,7 +366,7 @@ class WebhookWorker:
 
     async def _pause(self, what: str, exc: Exception, attempt: int) -> int:
         delay = _RETRY_SECONDS[min(attempt, len(_RETRY_SECONDS) - 1)]
-        log.warning(what, extra={"error": repr(exc), "retry_in": delay})
+        log.warning(what, extra={"error": str(exc) or repr(exc), "retry_in": delay})
         await wait_for_signal(self._stopping, seconds=delay)
         return attempt + 1
 
@@ -351,7 +375,9 @@ def client_webhooks(settings: Settings) -> Callable[[web.Application], AsyncIter
     """cleanup_ctx: the worker, after the database context has made the store."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        worker = WebhookWorker(settings.client_webhooks, app[WEBHOOK_STORE], settings.nats_url)
+        worker = WebhookWorker(
+            settings.client_webhooks, app[WEBHOOK_STORE], settings.nats_url, stream=settings.jobs_stream
+        )
         worker.start()
         yield
         await worker.stop()

@@ -6,10 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
-from servicekit.bus import connect_nats, ensure_stream
+from servicekit.bus import nats_connection
 from servicekit.db import make_engine, upgrade_schema
 from servicekit.grpcclient import open_channel
 from servicekit.grpcserver import RunningServer, create_server
@@ -30,12 +31,12 @@ from services.jobs.peers import BillingClient, ModerationClient, RendererClient
 from services.jobs.provider.openai_videos import OpenAIVideosProvider
 from services.jobs.retries import Retries
 from services.jobs.staging import StagingArea
+from services.jobs.staging_sweeper import StagingSweeper
 from services.jobs.store import SCHEMA, JobStore, outbox
 from services.jobs.worker import JobWorker
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SERVICE_NAME = jobs_service_pb2.DESCRIPTOR.services_by_name["JobsService"].full_name
-STREAM_NAME = "JOBS"
 TRACER = "vidflow.jobs"
 
 
@@ -58,10 +59,9 @@ async def serve(settings: Settings) -> AsyncIterator[RunningJobs]:
     async with AsyncExitStack() as stack:
         engine = make_engine(settings.database_url)
         stack.push_async_callback(engine.dispose)
-        nats = await connect_nats(settings.nats_url, name="vidflow-jobs")
-        stack.push_async_callback(nats.drain)
+        # Start-up does not wait for NATS: events wait in the outbox until the relay reaches it.
+        nats = await stack.enter_async_context(nats_connection(settings.nats_url, name="vidflow-jobs"))
         js = nats.jetstream()
-        await ensure_stream(js, STREAM_NAME, ["jobs.v1.>"])
         s3 = make_s3_client(settings.s3)
         await ensure_bucket(s3, settings.s3.bucket)
         http = aiohttp.ClientSession()
@@ -79,7 +79,7 @@ async def serve(settings: Settings) -> AsyncIterator[RunningJobs]:
             RendererClient(channels[2]),
         )
 
-        relay = OutboxRelay(engine, outbox, js)
+        relay = OutboxRelay(engine, outbox, js, stream=settings.jobs_stream)
         store = JobStore(engine, on_event_written=relay.wake, on_moved=observe_move)
         worker_wake: list[JobWorker] = []
 
@@ -114,9 +114,16 @@ async def serve(settings: Settings) -> AsyncIterator[RunningJobs]:
         worker_wake.append(worker)
 
         stop = asyncio.Event()
+        sweeper = StagingSweeper(
+            store,
+            staging,
+            retention=timedelta(seconds=settings.worker.staging_retention_seconds),
+            interval_seconds=settings.worker.staging_sweep_seconds,
+        )
         tasks = [
             asyncio.create_task(relay.run(stop), name="outbox-relay"),
             asyncio.create_task(worker.run(stop), name="job-worker"),
+            asyncio.create_task(sweeper.run(stop), name="staging-sweeper"),
         ]
 
         async def stop_background() -> None:

@@ -3,15 +3,17 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from servicekit.bus import StreamSpec, stream_replicas
 from servicekit.config import ConfigError, env_float, env_int, env_str
 from servicekit.metrics import metrics_port_from_env
-from servicekit.storage import S3Settings
+from servicekit.storage import S3Settings, S3Timeouts
 
 from services.jobs.domain.routing import Registry, RegistryError, parse_registry, single_deployment_registry
 from services.jobs.domain.video_spec import SIZES_BY_MODEL
+from services.jobs.subjects import JOBS_STREAM
 
 DEFAULT_PROVIDER_URL = "http://127.0.0.1:8090/v1"
 
@@ -95,7 +97,12 @@ class WorkerSettings:
     concurrency: int = 8
     idle_poll_seconds: float = 1.0
     lease_seconds: float = 120.0
-    max_step_attempts: int = 8
+    # How long a step keeps retrying transient failures before the video fails (capture and release
+    # never give up: they move money that is already held).
+    step_retry_patience_seconds: float = 1800.0
+    # A finished job's staged files (a failed long video's clips, kept for a retry) live this long.
+    staging_retention_seconds: float = 86400.0
+    staging_sweep_seconds: float = 600.0
     admission_grace_seconds: float = 60.0
 
 
@@ -113,6 +120,12 @@ class Settings:
     grpc_drain_seconds: float = 10.0
     # /metrics port; 0 (off) unless set, so tests and benchmarks never fight over 9464.
     metrics_port: int = 0
+    # Copies of the JOBS stream in a NATS cluster.
+    nats_stream_replicas: int = 1
+
+    @property
+    def jobs_stream(self) -> StreamSpec:
+        return replace(JOBS_STREAM, replicas=self.nats_stream_replicas)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -125,6 +138,10 @@ class Settings:
                 secret_key=env_str("S3_SECRET_KEY"),
                 region=env_str("S3_REGION", "us-east-1"),
                 bucket=env_str("S3_BUCKET", "vidflow-media"),
+                timeouts=S3Timeouts(
+                    connect_seconds=env_float("S3_CONNECT_TIMEOUT_SECONDS", S3Timeouts.connect_seconds),
+                    read_seconds=env_float("S3_READ_TIMEOUT_SECONDS", S3Timeouts.read_seconds),
+                ),
             ),
             provider=ProviderSettings.from_env(),
             worker=WorkerSettings(
@@ -132,7 +149,15 @@ class Settings:
                 concurrency=env_int("JOBS_WORKER_CONCURRENCY", WorkerSettings.concurrency),
                 idle_poll_seconds=env_float("JOBS_IDLE_POLL_SECONDS", WorkerSettings.idle_poll_seconds),
                 lease_seconds=env_float("JOBS_LEASE_SECONDS", WorkerSettings.lease_seconds),
-                max_step_attempts=env_int("JOBS_MAX_STEP_ATTEMPTS", WorkerSettings.max_step_attempts),
+                step_retry_patience_seconds=env_float(
+                    "JOBS_STEP_RETRY_PATIENCE_SECONDS", WorkerSettings.step_retry_patience_seconds
+                ),
+                staging_retention_seconds=env_float(
+                    "JOBS_STAGING_RETENTION_SECONDS", WorkerSettings.staging_retention_seconds
+                ),
+                staging_sweep_seconds=env_float(
+                    "JOBS_STAGING_SWEEP_SECONDS", WorkerSettings.staging_sweep_seconds
+                ),
             ),
             moderation_address=env_str("MODERATION_ADDRESS", cls.moderation_address),
             billing_address=env_str("BILLING_ADDRESS", cls.billing_address),
@@ -140,4 +165,5 @@ class Settings:
             grpc_listen_address=env_str("GRPC_LISTEN_ADDRESS", cls.grpc_listen_address),
             grpc_drain_seconds=env_float("GRPC_DRAIN_SECONDS", cls.grpc_drain_seconds),
             metrics_port=metrics_port_from_env(),
+            nats_stream_replicas=stream_replicas(env_int("NATS_STREAM_REPLICAS", cls.nats_stream_replicas)),
         )

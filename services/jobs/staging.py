@@ -4,6 +4,7 @@ ingests them, and prepared reference images are read back to send to the provide
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from pathlib import Path
 
 from minio import Minio
@@ -24,8 +25,11 @@ def content_type_of(key: str) -> str:
     return _CONTENT_TYPES.get("." + key.rsplit(".", 1)[-1].lower(), "application/octet-stream")
 
 
+STAGING_PREFIX = "staging/"
+
+
 def staging_key(job_id: str, filename: str) -> str:
-    return f"staging/{job_id}/{filename}"
+    return f"{STAGING_PREFIX}{job_id}/{filename}"
 
 
 def segment_staging_key(job_id: str, index: int) -> str:
@@ -63,6 +67,20 @@ class StagingArea:
             return True
 
         return await asyncio.to_thread(_stat)
+
+    async def jobs_staged_before(self, cutoff: datetime) -> list[str]:
+        """The jobs with at least one staged file last written before `cutoff`."""
+
+        def _list() -> list[str]:
+            jobs: set[str] = set()
+            for item in self._client.list_objects(self._bucket, prefix=STAGING_PREFIX, recursive=True):
+                name, modified = item.object_name or "", item.last_modified
+                job_id = name.removeprefix(STAGING_PREFIX).split("/", 1)[0]
+                if job_id and modified is not None and modified < cutoff:
+                    jobs.add(job_id)
+            return sorted(jobs)
+
+        return await asyncio.to_thread(_list)
 
     async def delete_job(self, job_id: str) -> int:
         """Every staged file of a job; how many there were."""

@@ -119,6 +119,8 @@ outbox = outbox_table(metadata)
 
 _IN_FLIGHT_STAGES = (Stage.SUBMITTING.value, Stage.GENERATING.value)
 _DISPATCH_LOCK = zlib.crc32(b"jobs.dispatch")
+# Ids per IN (...) query, well below what PostgreSQL takes in one statement.
+_ID_BATCH = 1000
 # Two-key advisory locks in this space serialise creates per API key.
 _KEY_LOCK_SPACE = zlib.crc32(b"jobs.api_key") & 0x7FFFFFFF
 _queue = jobs.alias("ahead")
@@ -360,6 +362,25 @@ class JobStore:
                 )
             )
 
+    async def finished_or_gone(self, job_ids: Sequence[str], *, finished_before: datetime) -> list[str]:
+        """Those of `job_ids` that no longer exist, or were last changed before `finished_before`
+        and are completed or failed: nothing will read their staged files again."""
+        in_use: set[str] = set()
+        async with self._engine.connect() as conn:
+            for start in range(0, len(job_ids), _ID_BATCH):
+                batch = list(job_ids[start : start + _ID_BATCH])
+                rows = await conn.execute(
+                    select(jobs.c.id).where(
+                        jobs.c.id.in_(batch),
+                        or_(
+                            jobs.c.stage.not_in([Stage.COMPLETED.value, Stage.FAILED.value]),
+                            jobs.c.updated_at >= finished_before,
+                        ),
+                    )
+                )
+                in_use.update(row.id for row in rows)
+        return [job_id for job_id in job_ids if job_id not in in_use]
+
     async def delete_admitting(self, job_id: str) -> None:
         """Forget a job whose admission was refused before anything was published or charged."""
         async with self._engine.begin() as conn:
@@ -437,11 +458,16 @@ class JobStore:
             self._on_event_written()
         return updated
 
-    async def retry_later(self, job: Job, delay_seconds: float) -> None:
+    async def retry_later(self, job: Job, delay_seconds: float, *, lease_owner: str) -> None:
+        """Try the step again after `delay_seconds`, if the caller still holds the job's lease at the
+        stage it saw: a worker whose lease ran out must not push back (or unlease) the step another
+        worker is now running, or a later stage's."""
         async with self._engine.begin() as conn:
-            await conn.execute(
+            changed = await conn.execute(
                 update(jobs)
-                .where(jobs.c.id == job.id)
+                .where(
+                    jobs.c.id == job.id, jobs.c.stage == job.stage.value, jobs.c.lease_owner == lease_owner
+                )
                 .values(
                     attempts=jobs.c.attempts + 1,
                     next_attempt_at=func.now() + timedelta(seconds=delay_seconds),
@@ -449,6 +475,8 @@ class JobStore:
                     lease_expires_at=None,
                 )
             )
+        if changed.rowcount == 0:
+            raise StaleJob(job.id)
 
     async def dispatch(
         self, registry: Registry, *, unavailable: frozenset[str] = frozenset(), batch: int = 500

@@ -1,4 +1,5 @@
-"""The NATS subjects the jobs service publishes on: part of its contract, like `vidflow.jobs.v1`.
+"""The NATS stream and subjects the jobs service publishes on: part of its contract, like
+`vidflow.jobs.v1`.
 
 A status event goes to `jobs.v1.video.status_changed.<owner>.<job>`, so a subscriber picks one
 owner (`....<owner>.*`) or one job by subject, and JetStream finds a job's events from its subject
@@ -11,8 +12,11 @@ and the publisher (`store.py`) uses the same functions, so the two cannot drift 
 
 from __future__ import annotations
 
-from servicekit.bus import subject_token
+from servicekit.bus import StreamSpec, subject_token
 
+# Every jobs event. The jobs service's outbox relay converges it; the gateway's consumers create it
+# when NATS has lost it, so they can resume before the next event is published.
+JOBS_STREAM = StreamSpec("JOBS", ("jobs.v1.>",))
 STATUS_SUBJECT_PREFIX = "jobs.v1.video.status_changed"
 # Every status event of every owner.
 ALL_STATUS_SUBJECTS = f"{STATUS_SUBJECT_PREFIX}.>"

@@ -20,12 +20,13 @@ from pathlib import Path
 from opentelemetry import trace
 from servicekit.errors import ErrorKind, ServiceError
 from servicekit.lifecycle import wait_for_signal
+from servicekit.storage import storage_unavailable
 from servicekit.telemetry import context_from_headers
 
 from services.jobs.admission import Admission
 from services.jobs.config import ProviderSettings, WorkerSettings
 from services.jobs.domain.job import Job, JobError
-from services.jobs.domain.lifecycle import Stage, retry_delay_seconds
+from services.jobs.domain.lifecycle import Stage, keeps_retrying, retry_delay_seconds
 from services.jobs.domain.segments import SegmentStatus, first_unfinished, overall_progress, with_segment
 from services.jobs.peers import BillingClient, RendererClient
 from services.jobs.provider import (
@@ -188,9 +189,18 @@ class JobWorker:
         except _ClipFailed as failed:
             with contextlib.suppress(StaleJob):
                 await self._store.move(job, Stage.RELEASING, _failure(job, failed.error))
-        except Exception:
-            log.exception("job step crashed", extra={"job_id": job.id, "stage": job.stage})
-            await self._retry_or_give_up(job, "internal error")
+        except Exception as exc:
+            unavailable = storage_unavailable(exc)
+            if unavailable is None:
+                log.exception("job step crashed", extra={"job_id": job.id, "stage": job.stage})
+                await self._retry_or_give_up(job, "internal error")
+                return
+            # Staging in media storage failed (down, hung, 5xx): wait it out like any peer outage.
+            log.warning(
+                "job step waits for media storage",
+                extra={"job_id": job.id, "stage": job.stage, "error": repr(exc)},
+            )
+            await self._retry_or_give_up(job, unavailable.message)
 
     async def _retry_once_recorded(self, job: Job, reason: str) -> None:
         """Schedule the step again as soon as the database takes the write, backing off; after half a
@@ -491,7 +501,7 @@ class JobWorker:
     async def _retry_or_give_up(self, job: Job, reason: str) -> None:
         attempt = job.attempts + 1
         money_moving = job.stage in (Stage.CAPTURING, Stage.RELEASING)
-        if money_moving or attempt < self._settings.max_step_attempts:
+        if money_moving or keeps_retrying(attempt, self._settings.step_retry_patience_seconds):
             delay = retry_delay_seconds(attempt)
             log.info(
                 "job step will be retried",
@@ -503,7 +513,10 @@ class JobWorker:
                     "delay": delay,
                 },
             )
-            await self._store.retry_later(job, delay)
+            try:
+                await self._store.retry_later(job, delay, lease_owner=self._settings.worker_id)
+            except StaleJob:
+                log.info("job's lease ran out before its retry was recorded", extra={"job_id": job.id})
             return
         failure = JobError(
             "provider_unavailable" if job.upstream_id or job.stage is Stage.SUBMITTING else "internal_error",

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from servicekit.config import env_float, env_int, env_str
 from servicekit.metrics import metrics_port_from_env
-from servicekit.storage import S3Settings
+from servicekit.storage import S3Settings, S3Timeouts
 
 from services.renderer.domain.renditions import DEFAULT_LADDER
 
@@ -39,6 +39,10 @@ class Settings:
                 secret_key=env_str("S3_SECRET_KEY"),
                 region=env_str("S3_REGION", "us-east-1"),
                 bucket=env_str("S3_BUCKET", "vidflow-media"),
+                timeouts=S3Timeouts(
+                    connect_seconds=env_float("S3_CONNECT_TIMEOUT_SECONDS", S3Timeouts.connect_seconds),
+                    read_seconds=env_float("S3_READ_TIMEOUT_SECONDS", S3Timeouts.read_seconds),
+                ),
             ),
             grpc_listen_address=env_str("GRPC_LISTEN_ADDRESS", cls.grpc_listen_address),
             grpc_drain_seconds=env_float("GRPC_DRAIN_SECONDS", cls.grpc_drain_seconds),

@@ -1,5 +1,5 @@
-"""Outages on demand: backing servers that stop and come back on the same port with the same data,
-and a TCP proxy that cuts a provider off the network.
+"""Outages on demand: backing servers that stop and come back on the same port with the same data
+(or, for NATS, without it), and a TCP proxy that cuts a provider off the network.
 
 `RestartableInfrastructure` runs its own PostgreSQL, NATS JetStream and S3 (SeaweedFS) through
 `devstack.servers`, each on a port fixed at the first start and with its data in `base_dir`, so a
@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import shutil
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from devstack.servers import Infrastructure, S3Endpoint, run_nats, run_postgres, run_seaweedfs
+from devstack.servers import LOOPBACK, Infrastructure, S3Endpoint, run_nats, run_postgres, run_seaweedfs
 
 
 class Server(enum.StrEnum):
@@ -64,16 +65,35 @@ class RestartableInfrastructure:
         assert server not in self._running, f"{server} is already running"
         await asyncio.to_thread(self._start_blocking, server)
 
+    def is_up(self, server: Server) -> bool:
+        return server in self._running
+
+    @property
+    def nats_url(self) -> str:
+        """Known before NATS first starts, for services that must start while it is down."""
+        return f"nats://{LOOPBACK}:{self._nats_port}"
+
     async def stop(self, server: Server) -> None:
         running = self._running.pop(server, None)
         if running is not None:
             await asyncio.to_thread(running.close)
 
+    async def lose_data(self, server: Server) -> None:
+        """Delete a stopped server's data, as a lost volume or a fresh pod would: it starts empty.
+        NATS only: PostgreSQL and S3 hold the records, which nothing could rebuild."""
+        assert server is Server.NATS, f"{server} cannot lose its data here"
+        assert server not in self._running, f"stop {server} first"
+        # Where devstack's run_nats keeps JetStream's streams and consumers.
+        await asyncio.to_thread(shutil.rmtree, self._base_dir / "nats", ignore_errors=True)
+
     @contextlib.asynccontextmanager
-    async def down(self, server: Server) -> AsyncIterator[None]:
-        """The server is stopped inside the block and started again (same port, same data) after it."""
+    async def down(self, server: Server, *, lose_data: bool = False) -> AsyncIterator[None]:
+        """The server is stopped inside the block and started again on the same port after it, with
+        the same data, or with none (`lose_data`)."""
         await self.stop(server)
         try:
+            if lose_data:
+                await self.lose_data(server)
             yield
         finally:
             await self.start(server)
@@ -108,8 +128,10 @@ class RestartableInfrastructure:
 
 class TcpProxy:
     """A loopback TCP proxy in front of `target_host:target_port`. `cut()` drops every open connection
-    and refuses new ones, as a network outage would, while the server behind it keeps its state;
-    `restore()` listens again on the same port."""
+    and refuses new ones, as a network outage would, while the server behind it keeps its state.
+    `stall()` accepts connections but answers none, new or open: what either side sends is read and
+    dropped, as with a server whose disk hung or a network black hole. `restore()` forwards again on
+    the same port (after a stall it first drops the held connections, whose requests went nowhere)."""
 
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
         self._target_host = target_host
@@ -118,19 +140,36 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._pipes: set[asyncio.Task[None]] = set()
+        self._stalled = False
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     async def restore(self) -> None:
+        if self._stalled:
+            self._stalled = False
+            await self._drop_connections()
+            return
         assert self._server is None, "the proxy is already up"
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port, reuse_address=True)
+        self._server = await self._listen()
+
+    async def stall(self) -> None:
+        self._stalled = True
+        if self._server is None:
+            self._server = await self._listen()
 
     async def cut(self) -> None:
+        self._stalled = False
         if self._server is not None:
             self._server.close()
             self._server = None
+        await self._drop_connections()
+
+    async def _listen(self) -> asyncio.Server:
+        return await asyncio.start_server(self._accept, "127.0.0.1", self.port, reuse_address=True)
+
+    async def _drop_connections(self) -> None:
         for writer in list(self._writers):
             writer.transport.abort()
         self._writers.clear()
@@ -139,6 +178,10 @@ class TcpProxy:
         await asyncio.gather(*self._pipes, return_exceptions=True)
 
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        if self._stalled:
+            self._writers.add(client_writer)
+            self._track(asyncio.create_task(self._swallow(client_reader, client_writer)))
+            return
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(
                 self._target_host, self._target_port
@@ -151,15 +194,30 @@ class TcpProxy:
             asyncio.create_task(self._pipe(client_reader, upstream_writer)),
             asyncio.create_task(self._pipe(upstream_reader, client_writer)),
         ]
-        self._pipes.update(pipes)
         for pipe in pipes:
-            pipe.add_done_callback(self._pipes.discard)
+            self._track(pipe)
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._pipes.add(task)
+        task.add_done_callback(self._pipes.discard)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(1 << 16):
-                writer.write(data)
-                await writer.drain()
+                if not self._stalled:  # stalled: swallowed, like everything sent to a hung server
+                    writer.write(data)
+                    await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def _swallow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A connection made during a stall: read until the client gives up, never answer."""
+        try:
+            while await reader.read(1 << 16):
+                pass
         except ConnectionError:
             pass
         finally:

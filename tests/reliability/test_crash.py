@@ -211,9 +211,8 @@ class LiveClient:
 
     async def _resume(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Each unfinished video from the last event held; nothing else, since every video is known.
-        (Not "all" as well: a video that both carry gets, on one socket, live events through "all"
-        before the resume asks for them again, and the gateway answers a resume with everything
-        after the id it names, so the client would see those events twice.)"""
+        (Not "all" as well: "all" may send a video's newer event before the resume is read, and a
+        socket never goes back to events older than one it sent, so the missed ones would not come.)"""
         unfinished = sorted(self.videos - self.finished)
         for start in range(0, len(unfinished), 100):
             await ws.send_json(

@@ -1,6 +1,7 @@
 """OutboxRelay against real PostgreSQL and NATS JetStream.
 
-Each test gets a fresh database, a uuid-named schema and a uuid-named stream.
+Each test gets a fresh database, a uuid-named schema and a uuid-named stream. Tests of a relay
+that starts before NATS, or outlives NATS losing its data, run a nats-server of their own.
 """
 
 from __future__ import annotations
@@ -21,9 +22,17 @@ from nats.js.errors import NoStreamResponseError
 from sqlalchemy import MetaData, Table, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from servicekit.bus import MSG_ID_HEADER, connect_nats, ensure_stream
+from servicekit.bus import (
+    MSG_ID_HEADER,
+    REPLAYED_HEADER,
+    StreamSpec,
+    connect_nats,
+    ensure_stream,
+    nats_connection,
+)
 from servicekit.db import make_engine
 from servicekit.outbox import OutboxRelay, outbox_insert, outbox_table
+from tests.reliability.outage_control import RestartableInfrastructure, Server
 
 from .conftest import RecordedSpans
 
@@ -95,7 +104,7 @@ async def outbox(fresh_database_url: str, infrastructure, unique_name) -> AsyncI
     nc = await connect_nats(infrastructure.nats_url, name="servicekit-tests")
     js = nc.jetstream()
     stream = unique_name("OUTBOX")
-    await ensure_stream(js, stream, [f"{stream}.>"])
+    await ensure_stream(js, StreamSpec(stream, (f"{stream}.>",)))
     try:
         yield Outbox(engine, table, nc, js, stream, infrastructure.nats_url)
     finally:
@@ -216,6 +225,60 @@ async def test_only_one_relay_publishes_at_a_time(outbox: Outbox) -> None:
         await conn.execute(select(text(f"pg_advisory_xact_lock({relay._lock_key})")))
         assert await relay.publish_pending() == 0
     assert await relay.publish_pending() == 1
+
+
+async def test_a_relay_started_while_nats_is_down_publishes_once_it_is_up_and_after_it_lost_its_data(
+    outbox: Outbox, tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
+    nats_server = RestartableInfrastructure(tmp_path)  # only its NATS is started, late
+    stream = StreamSpec(outbox.stream, (f"{outbox.stream}.>",))
+    before = await outbox.insert([b"1", b"2"])
+    async with nats_connection(nats_server.nats_url, name="relay-tests") as nc:
+        js = nc.jetstream(timeout=1)
+        relay = OutboxRelay(
+            outbox.engine, outbox.table, js, stream=stream, idle_interval=0.05, max_backoff=0.2
+        )
+        try:
+            with caplog.at_level(logging.WARNING, logger="servicekit.outbox"):
+                async with running(relay):
+                    await eventually(lambda: _count_pauses(caplog, at_least=2))
+                    assert await outbox.unpublished() == before
+
+                    await nats_server.start(Server.NATS)
+                    await eventually(lambda: _none_left(outbox))
+                    assert await _msg_ids(js, stream.name) == before
+
+                    # NATS comes back empty: the stream is made again and refilled with the
+                    # history, marked as such, before what came after, all in commit order.
+                    await nats_server.stop(Server.NATS)
+                    await nats_server.lose_data(Server.NATS)
+                    await nats_server.start(Server.NATS)
+                    after = await outbox.insert([b"3", b"4"])
+                    relay.wake()
+                    await eventually(lambda: _none_left(outbox))
+                    assert await _msg_ids(js, stream.name) == before + after
+                    assert await _replayed(js, stream.name) == [True, True, False, False]
+
+                    # The refilled stream is complete: nothing is published again.
+                    last = await outbox.insert([b"5"])
+                    relay.wake()
+                    await eventually(lambda: _none_left(outbox))
+                    assert await _msg_ids(js, stream.name) == before + after + last
+        finally:
+            await nats_server.stop(Server.NATS)
+
+
+async def _msg_ids(js: JetStreamContext, stream: str) -> list[str]:
+    return [(headers or {}).get(MSG_ID_HEADER, "") for headers in await _all_headers(js, stream)]
+
+
+async def _replayed(js: JetStreamContext, stream: str) -> list[bool]:
+    return [REPLAYED_HEADER in (headers or {}) for headers in await _all_headers(js, stream)]
+
+
+async def _all_headers(js: JetStreamContext, stream: str) -> list[dict[str, str] | None]:
+    last = (await js.stream_info(stream)).state.last_seq
+    return [(await js.get_msg(stream, seq)).headers for seq in range(1, last + 1)]
 
 
 async def _none_left(outbox: Outbox) -> bool:

@@ -63,6 +63,21 @@ def test_every_api_route_is_documented(app):
     )
 
 
+def test_every_route_that_reaches_a_backing_service_documents_503_and_504(document):
+    """Downloads read media storage, and every route hands work to a peer or the database: each
+    answers 503 `service_unavailable` while one is away, or 504 when a hung one runs its call out of
+    time, so each says so, the provider webhook intake (no API key) included."""
+    missing = [
+        f"{method.upper()} {route_path}"
+        for route_path, method, operation in operations(document)
+        if not {"503", "504"} <= set(operation["responses"])
+    ]
+    assert missing == []
+    content = document["paths"]["/v1/videos/{video_id}/content"]["get"]["responses"]
+    assert content["503"] == {"$ref": "#/components/responses/Unavailable"}
+    assert content["504"] == {"$ref": "#/components/responses/GatewayTimeout"}
+
+
 def test_the_document_is_valid_openapi_3_1(document):
     assert document["openapi"].startswith("3.1.")
     validate(document)  # raises on the first problem
@@ -248,7 +263,7 @@ def test_the_builder_hoists_named_schemas_and_derives_path_parameters():
     assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Thing"
     }
-    assert set(operation["responses"]) == {"200", "401", "404", "429", "503"}
+    assert set(operation["responses"]) == {"200", "401", "404", "429", "503", "504"}
     assert document["components"]["schemas"]["Thing"] == thing.body
 
 

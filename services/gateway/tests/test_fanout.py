@@ -138,21 +138,59 @@ async def test_shutdown_closes_every_subscriber_and_refuses_new_ones():
         hub.subscribe("alice")
 
 
+def sequences(sent: DeliveredSequences, events: list[StatusEvent]) -> list[tuple[str, int]]:
+    return [(e.job_id, e.sequence) for e in events if sent.admit(e)]
+
+
 def test_delivered_sequences_let_each_event_through_once_in_order():
-    sent = DeliveredSequences()
+    sent = DeliveredSequences(limit=10)
     replay = [event("a", "video_1", n) for n in (3, 4, 5)]
     live = [event("a", "video_1", n) for n in (4, 5, 6)] + [event("a", "video_2", 1)]
-    admitted = [e for e in replay + live if sent.admit(e)]
-    assert [(e.job_id, e.sequence) for e in admitted] == [
+    assert sequences(sent, replay + live) == [
         ("video_1", 3), ("video_1", 4), ("video_1", 5), ("video_1", 6), ("video_2", 1)
     ]  # fmt: skip
+    # A late copy of an older event (a live feed lagging behind the replay) is not sent either.
+    assert sequences(sent, [event("a", "video_1", 2), event("a", "video_2", 1)]) == []
 
-    # A client that says it holds event 4 gets 5 and 6 again; one holding nothing gets everything.
-    sent.resume_from("video_1", 4)
-    assert [e.sequence for e in replay + live if sent.admit(e)] == [5, 6]
-    sent.resume_from("video_1", None)
-    assert sent.admit(event("a", "video_1", 0))  # a snapshot taken before any event was stored
-    assert sent.admit(event("a", "video_1", 1))
+
+def test_a_resume_continues_after_the_later_of_the_clients_id_and_what_was_sent():
+    sent = DeliveredSequences(limit=10)
+    assert sent.resume_after("video_1", None) is None  # nothing known: the current state
+    assert sent.resume_after("video_1", 3) == 3  # the client holds 3 (from an earlier socket)
+    assert sequences(sent, [event("a", "video_1", n) for n in (2, 3, 4, 5, 6)]) == [
+        ("video_1", 4), ("video_1", 5), ("video_1", 6)
+    ]  # fmt: skip
+
+    # An older id, or none, on the socket that sent 6: continue after 6, never rewind.
+    assert sent.resume_after("video_1", 1) == 6
+    assert sent.resume_after("video_1", None) == 6
+    assert sequences(sent, [event("a", "video_1", n) for n in (2, 5, 6, 7)]) == [("video_1", 7)]
+    # A later id than sent here: the client has those, so they are not sent.
+    assert sent.resume_after("video_1", 9) == 9
+    assert sequences(sent, [event("a", "video_1", n) for n in (8, 9, 10)]) == [("video_1", 10)]
+
+
+def test_a_snapshot_is_sequence_zero_and_goes_out_once():
+    sent = DeliveredSequences(limit=10)
+    assert sent.resume_after("video_1", None) is None
+    assert sequences(sent, [event("a", "video_1", 0)]) == [("video_1", 0)]
+    # Subscribed again before any event was stored: resumes after the snapshot, so none again.
+    assert sent.resume_after("video_1", None) == 0
+    assert sequences(sent, [event("a", "video_1", n) for n in (0, 1)]) == [("video_1", 1)]
+
+
+def test_delivered_sequences_forget_the_least_recently_sent_video_past_the_limit():
+    sent = DeliveredSequences(limit=2)
+    assert sequences(sent, [event("a", "video_1", 5), event("a", "video_2", 5)]) == [
+        ("video_1", 5), ("video_2", 5)
+    ]  # fmt: skip
+    assert sent.resume_after("video_1", None) == 5  # a resume counts as recent use too
+    assert sequences(sent, [event("a", "video_3", 1)]) == [("video_3", 1)]
+    # video_2 was forgotten, so it counts as never sent; video_1 and video_3 are still known.
+    assert sent.resume_after("video_2", None) is None
+    assert sequences(sent, [event("a", "video_1", 5), event("a", "video_3", 1)]) == []
+    with pytest.raises(ValueError):
+        DeliveredSequences(limit=0)
 
 
 def test_capacity_must_be_positive():

@@ -2,7 +2,8 @@
 
 Status events are published here exactly as the jobs service's outbox relay publishes them (same
 stream, subject and payload), so these tests need no jobs service: the replay/live join under a
-steady flow of events, a slow client dropped while others keep up, and graceful shutdown.
+steady flow of events, one socket's overlapping subscriptions merged without a repeat, a slow
+client dropped while others keep up, and graceful shutdown.
 """
 
 from __future__ import annotations
@@ -32,11 +33,10 @@ from services.gateway.event_feed import EventFeed
 from services.gateway.fanout import DeliveredSequences, FanoutHub
 from services.gateway.identity import IdentityStore
 from services.gateway.keys import EVENT_FEED, LIVE_HUB
-from services.jobs.subjects import status_subject
+from services.jobs.subjects import JOBS_STREAM, status_subject
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
-JOBS_STREAM = "JOBS"  # what the jobs service creates (services/jobs/app.py)
 
 
 @dataclass
@@ -57,7 +57,7 @@ class Bus:
 async def bus(infrastructure) -> AsyncIterator[Bus]:
     nc = await connect_nats(infrastructure.nats_url, name="live-tests")
     js = nc.jetstream()
-    await ensure_stream(js, JOBS_STREAM, ["jobs.v1.>"])
+    await ensure_stream(js, JOBS_STREAM)
     yield Bus(nc, js)
     await nc.close()
 
@@ -81,16 +81,56 @@ async def test_replay_and_live_meet_without_gap_or_duplicate_while_events_keep_c
         # A client resuming from event 40 while events keep arriving: register, then read the stream.
         subscriber = hub.subscribe(owner)
         hub.watch(subscriber, job_id)
-        caught_up = await feed.catch_up(owner, job_id, after=40)
-        await publishing
         sent = DeliveredSequences()
-        sent.resume_from(job_id, 40)
+        caught_up = await feed.catch_up(owner, job_id, after=sent.resume_after(job_id, 40))
+        await publishing
         received = [event.sequence for event in caught_up.events if sent.admit(event)]
         while not received or received[-1] < total:
             await subscriber.wait()
             received += [event.sequence for event in subscriber.take() if sent.admit(event)]
         assert received == list(range(41, total + 1))
         assert caught_up.events[0].sequence == 41  # the replay did part of the work
+    finally:
+        await feed.stop()
+
+
+async def test_a_socket_on_all_that_resumes_and_resubscribes_a_video_sends_each_event_once_in_order(
+    infrastructure, bus
+):
+    """What `LiveSocket` does when a client on "all" resumes a video from an earlier event id and
+    then subscribes to it again, while events keep coming: one record merges the three."""
+    owner, job_id = f"user_{uuid.uuid4().hex[:8]}", f"video_{uuid.uuid4().hex}"
+    hub = FanoutHub(capacity=1000)
+    feed = EventFeed(infrastructure.nats_url, hub)
+    feed.start()
+    try:
+        await feed.wait_subscribed()
+        socket = hub.subscribe(owner)
+        hub.watch_all(socket)
+        sent = DeliveredSequences(limit=10)
+        total = 200
+        for sequence in range(1, 51):
+            await bus.status_changed(owner, job_id, sequence)
+        await socket.wait()
+        received = [event.sequence for event in socket.take() if sent.admit(event)]  # through "all"
+
+        async def keep_publishing() -> None:
+            for sequence in range(51, total + 1):
+                await bus.status_changed(owner, job_id, sequence)
+
+        publishing = asyncio.create_task(keep_publishing())
+        # The resume names an id older than what "all" sent; the second subscribe names none.
+        for last_event_id in (received[-1] // 2, None):
+            hub.watch(socket, job_id)
+            after = sent.resume_after(job_id, last_event_id)
+            assert after == received[-1]  # continues after what this socket sent: no rewind
+            caught_up = await feed.catch_up(owner, job_id, after)
+            received += [event.sequence for event in caught_up.events if sent.admit(event)]
+        await publishing
+        while received[-1] < total:
+            await socket.wait()
+            received += [event.sequence for event in socket.take() if sent.admit(event)]
+        assert received == list(range(1, total + 1))
     finally:
         await feed.stop()
 

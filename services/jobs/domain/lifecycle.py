@@ -88,3 +88,15 @@ def retry_delay_seconds(attempt: int, *, base: float = 1.0, cap: float = 60.0) -
     """Exponential backoff for a step that failed transiently; the worker adds no jitter because
     leases already spread replicas out."""
     return float(min(cap, base * (2 ** max(0, attempt - 1))))
+
+
+def waited_before(attempt: int) -> float:
+    """Seconds of backoff a step has sat out before its `attempt`-th failure (1 = the first)."""
+    return sum(retry_delay_seconds(earlier) for earlier in range(1, attempt))
+
+
+def keeps_retrying(attempt: int, patience_seconds: float) -> bool:
+    """A step that failed transiently for the `attempt`-th time is tried again while the backoff it
+    has waited out is shorter than the patience: an outage of our own storage, renderer or of the
+    provider is a wait, measured in time rather than in tries, and only a long one fails the video."""
+    return waited_before(attempt) < patience_seconds

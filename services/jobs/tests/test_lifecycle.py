@@ -6,7 +6,9 @@ from services.jobs.domain.lifecycle import (
     Stage,
     Status,
     check_move,
+    keeps_retrying,
     retry_delay_seconds,
+    waited_before,
 )
 
 
@@ -54,3 +56,29 @@ def test_retry_delay_grows_then_caps():
     assert delays == sorted(delays)
     assert delays[0] == 1.0
     assert max(delays) == 60.0
+
+
+def test_the_backoff_waited_before_each_failure_adds_up_the_delays():
+    assert waited_before(1) == 0
+    assert [waited_before(n + 1) - waited_before(n) for n in range(1, 12)] == [
+        retry_delay_seconds(n) for n in range(1, 12)
+    ]
+
+
+@pytest.mark.parametrize("patience", [0.5, 10.0, 300.0, 1800.0, 7200.0])
+def test_a_step_keeps_retrying_for_its_patience_then_gives_up(patience):
+    tries = 1
+    while keeps_retrying(tries, patience):
+        tries += 1
+    # It waited less than the patience before its last retry, and gave up with the patience spent.
+    assert waited_before(tries - 1) < patience <= waited_before(tries)
+
+
+def test_an_outage_of_half_an_hour_is_waited_out_by_default():
+    from services.jobs.config import WorkerSettings
+
+    patience = WorkerSettings(worker_id="w").step_retry_patience_seconds
+    thirty_minutes = next(n for n in range(1, 1000) if waited_before(n) >= 30 * 60 - 60)
+    assert keeps_retrying(thirty_minutes, patience)
+    # The old rule (eight tries) gave up after about two minutes.
+    assert waited_before(8) < 130 < patience

@@ -72,6 +72,38 @@ async def test_an_expired_lease_hands_the_job_to_another_worker(store):
     assert [j.id for j in taken_over] == [job.id]
 
 
+async def test_only_the_lease_holder_can_put_off_a_step(store):
+    job = await _started_job(store)
+    [lapsed] = await store.lease_due(worker_id="slow", limit=1, lease_seconds=0, admission_grace_seconds=60)
+    [current] = await store.lease_due(
+        worker_id="survivor", limit=1, lease_seconds=60, admission_grace_seconds=60
+    )
+    assert lapsed.id == current.id == job.id
+
+    # The worker whose lease ran out cannot push back, or unlease, the step the survivor is running.
+    with pytest.raises(StaleJob):
+        await store.retry_later(lapsed, 60, lease_owner="slow")
+    assert (
+        await store.lease_due(worker_id="third", limit=1, lease_seconds=60, admission_grace_seconds=60) == []
+    )
+    unchanged = await store.get(job.id)
+    assert unchanged is not None and unchanged.attempts == 0
+
+    # Nor can a retry from an older stage touch the job once it moved on.
+    moved = await store.move(current, Stage.GENERATING, Changes(upstream_id="video_1"))
+    with pytest.raises(StaleJob):
+        await store.retry_later(current, 60, lease_owner="survivor")
+    assert (await store.get(job.id)).attempts == moved.attempts == 0
+
+
+async def test_the_lease_holder_puts_off_a_step_and_frees_it(store):
+    job = await _started_job(store)
+    [leased] = await store.lease_due(worker_id="w", limit=1, lease_seconds=60, admission_grace_seconds=60)
+    await store.retry_later(leased, 0, lease_owner="w")
+    [again] = await store.lease_due(worker_id="other", limit=1, lease_seconds=60, admission_grace_seconds=60)
+    assert again.id == job.id and again.attempts == 1
+
+
 async def test_a_stale_view_cannot_move_a_job(store):
     job = await _queued_job(store)
     await store.move(job, Stage.SUBMITTING)

@@ -11,39 +11,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
 
-import aiohttp
 import pytest
-from servicekit.db import make_engine, upgrade_schema
-from servicekit.grpcclient import open_channel
-from servicekit.storage import S3Settings, make_s3_client
+from servicekit.db import make_engine
 from sqlalchemy import text
 
 from devstack.servers import Infrastructure
-from services.jobs.admission import Admission
-from services.jobs.app import MIGRATIONS
-from services.jobs.config import ProviderSettings, WorkerSettings
-from services.jobs.domain.job import new_job_id
+from services.jobs.config import WorkerSettings
 from services.jobs.domain.lifecycle import Stage
-from services.jobs.domain.video_spec import VideoSpec
-from services.jobs.peers import BillingClient, ModerationClient, RendererClient
-from services.jobs.provider.openai_videos import OpenAIVideosProvider
-from services.jobs.staging import StagingArea
-from services.jobs.store import SCHEMA, Changes, JobStore
-from services.jobs.worker import JobWorker
-from simulator.app import start_server
 from simulator.chaos import ChaosSettings
 from simulator.config import Settings as SimulatorSettings
 from tests.helpers import database_away, eventually
+
+from .worker_rig import SIMULATOR_KEY, Rig, worker_rig
 
 pytestmark = pytest.mark.integration
 
 # Far longer than the test: only a retry the worker manages to record can free the job in time.
 LEASE_SECONDS = 300
-UNREACHABLE = "127.0.0.1:9"  # no peer is needed before the job reaches billing
-SIMULATOR_KEY = "sk-test"
 
 
 class HeldProvider:
@@ -58,86 +43,39 @@ class HeldProvider:
         await self.gate.wait()
 
 
-@dataclass
-class Rig:
-    store: JobStore
-    worker: JobWorker
-    provider: HeldProvider
-    provider_settings: ProviderSettings
+@pytest.fixture
+def held() -> HeldProvider:
+    return HeldProvider()
 
 
 @pytest.fixture
-async def rig(fresh_database_url: str) -> AsyncIterator[Rig]:
-    await asyncio.to_thread(upgrade_schema, fresh_database_url, MIGRATIONS, SCHEMA)
-    held = HeldProvider()
-    async with AsyncExitStack() as exits:
-        engine = make_engine(fresh_database_url, pool_size=4)
-        exits.push_async_callback(engine.dispose)
-        runner, port = await start_server(
-            SimulatorSettings(port=0, api_key=SIMULATOR_KEY, chaos=ChaosSettings(slow=1.0, slow_ms=1)),
-            sleep=held.sleep,
-        )
-        exits.push_async_callback(runner.cleanup)
-        exits.callback(held.gate.set)  # let a held request finish before the simulator stops
-        http = await exits.enter_async_context(aiohttp.ClientSession())
-        channel = open_channel(UNREACHABLE, tracer_name="test", default_timeout=2)
-        exits.push_async_callback(channel.close)
-        store = JobStore(engine)
-        staging = StagingArea(
-            make_s3_client(S3Settings(f"http://{UNREACHABLE}", "key", "secret", "us-east-1", "unused")),
-            "unused",
-        )
-        billing, renderer = BillingClient(channel), RendererClient(channel)
-        provider_settings = ProviderSettings.single(
-            f"http://127.0.0.1:{port}/v1", SIMULATOR_KEY, min_poll_seconds=0.1, max_poll_seconds=0.2
-        )
-        worker = JobWorker(
-            store=store,
-            admission=Admission(
-                store, ModerationClient(channel), billing, renderer, staging.read, lambda: None
-            ),
-            providers={
-                "default": OpenAIVideosProvider(
-                    base_url=f"http://127.0.0.1:{port}/v1",
-                    api_key=SIMULATOR_KEY,
-                    session=http,
-                    timeout_seconds=30,
-                    max_attempts=1,
-                )
-            },
-            provider_settings=provider_settings,
-            staging=staging,
-            renderer=renderer,
-            billing=billing,
-            settings=WorkerSettings(
-                worker_id="worker-under-test", idle_poll_seconds=0.1, lease_seconds=LEASE_SECONDS
-            ),
-        )
-        yield Rig(store, worker, held, provider_settings)
+async def rig(fresh_database_url: str, held: HeldProvider) -> AsyncIterator[Rig]:
+    simulator = SimulatorSettings(port=0, api_key=SIMULATOR_KEY, chaos=ChaosSettings(slow=1.0, slow_ms=1))
+    worker = WorkerSettings(worker_id="worker-under-test", idle_poll_seconds=0.1, lease_seconds=LEASE_SECONDS)
+    async with worker_rig(fresh_database_url, simulator, worker, sleep=held.sleep) as rig:
+        try:
+            yield rig
+        finally:
+            held.gate.set()  # let a held request finish before the simulator stops
 
 
 async def test_a_step_whose_outcome_meets_a_database_outage_is_retried_once_it_is_back(
-    rig: Rig, infrastructure: Infrastructure, fresh_database_url: str, caplog: pytest.LogCaptureFixture
+    rig: Rig,
+    held: HeldProvider,
+    infrastructure: Infrastructure,
+    fresh_database_url: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="services.jobs.worker")
     # A video the provider no longer has: the poll's answer fails the job (a write to the database).
-    admitting = await rig.store.insert_admitting(
-        job_id=new_job_id(),
-        owner_id="user_a",
-        spec=VideoSpec(model="sora-2", prompt="a cat", seconds=4, size="720x1280"),
-        request_id=None,
-        traceparent="",
-    )
-    await rig.store.move(admitting, Stage.QUEUED, Changes(cost_credits=40))
-    [submitting] = (await rig.store.dispatch(rig.provider_settings.registry)).started
-    job = await rig.store.move(submitting, Stage.GENERATING, Changes(upstream_id="video_gone"))
+    job = await rig.generating_job(upstream_id="video_gone")
 
     stop = asyncio.Event()
     running = asyncio.create_task(rig.worker.run(stop))
     try:
-        await asyncio.wait_for(rig.provider.arrived.wait(), timeout=30)  # leased, and polling
+        await asyncio.wait_for(held.arrived.wait(), timeout=30)  # leased, and polling
         with database_away(infrastructure.database_url, fresh_database_url):
-            rig.provider.gate.set()
+            held.gate.set()
 
             async def outcome_lost() -> bool | None:
                 return True if "could not record a job step's outcome" in caplog.messages else None
