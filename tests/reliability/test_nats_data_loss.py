@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import functools
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -52,22 +52,6 @@ pytestmark = [pytest.mark.reliability, pytest.mark.e2e]
 JOBS_CI, JOBS_FULL = 4, 20
 # A stack that cannot reach NATS must still be serving within this.
 START_DEADLINE_SECONDS = 60
-
-
-@pytest.fixture(scope="module")
-async def servers(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RestartableInfrastructure]:
-    servers = RestartableInfrastructure(tmp_path_factory.mktemp("nats-loss-servers"))
-    try:
-        await servers.start_all()
-        yield servers
-    finally:
-        await servers.stop_all()
-
-
-@pytest.fixture(scope="module")
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        yield session
 
 
 # --- what the outboxes hold -----------------------------------------------------------------------

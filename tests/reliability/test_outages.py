@@ -59,29 +59,12 @@ FINISH_DEADLINE_SECONDS = 240
 
 
 @pytest.fixture(scope="module")
-async def servers(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RestartableInfrastructure]:
-    servers = RestartableInfrastructure(tmp_path_factory.mktemp("outage-servers"))
-    try:
-        await servers.start_all()
-        yield servers
-    finally:
-        await servers.stop_all()
-
-
-@pytest.fixture(scope="module")
 async def outage_stack(servers: RestartableInfrastructure) -> AsyncIterator[Stack]:
     """One deployment (the stack's simulator); each scenario has a tenant of its own."""
     async with running_stack(
         servers.infrastructure, SimulatorSettings(generation_seconds=GENERATION_SECONDS)
     ) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        yield session
 
 
 # --- the client's side ----------------------------------------------------------------------------
