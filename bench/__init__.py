@@ -15,4 +15,5 @@ BENCHMARKS = {
     "live_latency": "bench.live_latency",
     "gateway_throughput": "bench.gateway_throughput",
     "load": "bench.load",
+    "outbox_relay": "bench.outbox_relay",
 }

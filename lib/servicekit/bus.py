@@ -1,9 +1,8 @@
 """NATS JetStream: connections that survive outages, streams, and de-duplicated publishing.
 
 NATS may come back without its data (a lost volume, a fresh pod): streams and consumers are then
-gone. A stream is therefore described once (`StreamSpec`) where both its publisher and its
-consumers can reach it, and whoever finds it missing makes it again: the outbox relay before it
-publishes (and it refills the stream), consumers through `create_stream_if_missing`.
+gone. A stream is therefore described once (`StreamSpec`), by its publisher, and only the publisher
+makes it (the outbox relay, which also refills it); consumers wait for it by name.
 """
 
 from __future__ import annotations
@@ -19,8 +18,8 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from nats.js.api import PubAck, StreamConfig, StreamInfo
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.api import PubAck, StreamConfig
+from nats.js.errors import BadRequestError
 
 from servicekit.config import ConfigError
 
@@ -126,20 +125,6 @@ async def ensure_stream(js: JetStreamContext, stream: StreamSpec) -> None:
     except BadRequestError:
         # Exists with other settings (for example from an older release): converge it.
         await js.update_stream(stream.config())
-
-
-async def create_stream_if_missing(js: JetStreamContext, stream: StreamSpec) -> StreamInfo:
-    """The stream's info, after creating it if NATS has none (a consumer's job: it never changes
-    the settings of a stream that exists; that is the publisher's)."""
-    try:
-        return await js.stream_info(stream.name)
-    except NotFoundError:
-        log.warning("stream missing; creating it", extra={"stream": stream.name})
-    try:
-        return await js.add_stream(stream.config())
-    except BadRequestError:
-        # Someone else made it first, perhaps with newer settings: take theirs.
-        return await js.stream_info(stream.name)
 
 
 async def publish(

@@ -6,19 +6,24 @@ with `Nats-Msg-Id` set, so a relay that crashes after publishing and before mark
 only causes a duplicate that JetStream drops. A transaction-scoped advisory lock keeps one
 relay active at a time across replicas, which keeps events in commit order.
 
-Given its `StreamSpec`, the relay also owns the stream. Before a batch it looks the stream up
-(NATS may be down when the service starts: it keeps trying) and converges it once per process.
-When NATS came back without its data, the stream is missing or new and holds less than the outbox
-says was published: the relay makes it again and, before anything newer, publishes once more every
-row of the last `REPUBLISH_HORIZON`, marked with `REPLAYED_HEADER`. Clients that resume then find
-the history they expect, in commit order; live consumers skip the marked copies.
+Given its `StreamSpec`, the relay also owns the stream: it alone makes it (consumers wait for it),
+at start-up (NATS may be down then: it keeps trying). NATS that came back without its data has no
+stream: the next publish fails, and an idle relay looks every `IDLE_STREAM_CHECK_SECONDS`. After a
+failed publish (or an acknowledgement whose sequence went back: another replica made it first),
+the relay looks the stream up before publishing again, makes it if need be and, when it holds less
+than the outbox says was published, publishes once more, before anything newer, every row of the
+last `REPUBLISH_HORIZON`, marked with `REPLAYED_HEADER`. Clients that resume then find the history
+they expect, in commit order; live consumers skip the marked copies. A batch that publishes costs no
+lookup otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import zlib
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,9 +55,16 @@ from servicekit.telemetry import context_from_headers, inject_trace_headers
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer("servicekit.outbox")
 
+IDLE_STREAM_CHECK_SECONDS = 5.0
 # How far back history is published again after NATS lost its data. Client webhook deliveries are
 # kept longer (a week), so their ids still drop the copies.
 REPUBLISH_HORIZON = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class _StreamLook:
+    created: datetime | None
+    lost_history: bool
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -95,6 +107,10 @@ class OutboxRelay:
         self._stream = stream
         # When the stream this process last saw was created; None until it first looks.
         self._stream_created: datetime | None = None
+        # Something said the stream may have been lost: the next batch looks before publishing.
+        self._stream_in_doubt = False
+        self._last_ack_seq = 0
+        self._looked_at = 0.0  # time.monotonic() of the last look at the stream
         self._batch_size = batch_size
         self._idle_interval = idle_interval
         self._max_backoff = max_backoff
@@ -131,7 +147,8 @@ class OutboxRelay:
             if not await conn.scalar(select(func.pg_try_advisory_xact_lock(self._lock_key))):
                 return 0
             rows = await self._pending(conn)
-            if rows and await self._stream_lost_history(conn):
+            look = await self._look_at_stream(conn) if self._stream_needs_a_look(idle=not rows) else None
+            if look is not None and look.lost_history:
                 await self._republish_recent(conn)
                 rows = await self._pending(conn)
             for row in rows:
@@ -145,7 +162,11 @@ class OutboxRelay:
                 done.append(row.id)
             if done:
                 await conn.execute(update(table).where(table.c.id.in_(done)).values(published_at=func.now()))
+        if look is not None:  # only once the refill it called for is committed
+            self._stream_created, self._stream_in_doubt = look.created, False
+            self._looked_at = time.monotonic()
         if failure is not None:
+            self._stream_in_doubt = True  # NATS may have come back without it
             raise failure
         return len(done)
 
@@ -162,12 +183,18 @@ class OutboxRelay:
             ).all()
         )
 
-    async def _stream_lost_history(self, conn: AsyncConnection) -> bool:
-        """Make the stream if it is missing; True when it holds fewer events than the outbox
-        published within the horizon, which only a stream made anew does. The count is taken only
-        when the stream is one this process has not seen, so a batch usually costs one lookup."""
+    def _stream_needs_a_look(self, *, idle: bool) -> bool:
         if self._stream is None:
             return False
+        if self._stream_created is None or self._stream_in_doubt:
+            return True
+        return idle and time.monotonic() - self._looked_at >= IDLE_STREAM_CHECK_SECONDS
+
+    async def _look_at_stream(self, conn: AsyncConnection) -> _StreamLook:
+        """Make the stream if it is missing; it lost history when it holds fewer events than the
+        outbox published within the horizon, which only a stream made anew does. The count is
+        taken only when the stream is one this process has not seen."""
+        assert self._stream is not None
         try:
             info = await self._js.stream_info(self._stream.name)
         except NotFoundError:
@@ -177,13 +204,12 @@ class OutboxRelay:
             await ensure_stream(self._js, self._stream)
             info = await self._js.stream_info(self._stream.name)
         if info.created == self._stream_created:
-            return False
-        self._stream_created = info.created
+            return _StreamLook(info.created, lost_history=False)
         table = self._table
         published = await conn.scalar(
             select(func.count()).where(table.c.published_at >= func.now() - REPUBLISH_HORIZON)
         )
-        return (info.state.messages or 0) < (published or 0)
+        return _StreamLook(info.created, lost_history=(info.state.messages or 0) < (published or 0))
 
     async def _republish_recent(self, conn: AsyncConnection) -> None:
         """Mark the horizon's rows unpublished and as replays; the batch then starts from them."""
@@ -207,4 +233,8 @@ class OutboxRelay:
             outgoing = inject_trace_headers()
             if REPLAYED_HEADER in headers:
                 outgoing[REPLAYED_HEADER] = headers[REPLAYED_HEADER]
-            await publish(self._js, row.subject, row.payload, msg_id=row.msg_id, headers=outgoing)
+            ack = await publish(self._js, row.subject, row.payload, msg_id=row.msg_id, headers=outgoing)
+        if ack.seq is not None and not ack.duplicate:
+            if ack.seq < self._last_ack_seq:
+                self._stream_in_doubt = True  # sequences start over in a stream made anew
+            self._last_ack_seq = ack.seq

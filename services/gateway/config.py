@@ -3,16 +3,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from servicekit.bus import StreamSpec, stream_replicas
 from servicekit.config import ConfigError, env_bool, env_float, env_int, env_str
 from servicekit.metrics import metrics_port_from_env
 from servicekit.storage import S3Timeouts
 
 from services.gateway.cors import CorsSettings
 from services.gateway.jwt_tokens import JwtSettings
-from services.jobs.subjects import JOBS_STREAM
 
 
 @dataclass(frozen=True)
@@ -116,16 +114,10 @@ class Settings:
     jwt: JwtSettings | None = None
     # NATS with JetStream, source of live status events; empty turns the live routes off (503).
     nats_url: str = ""
-    # Copies of the JOBS stream, should this replica be the one to make it again.
-    nats_stream_replicas: int = 1
     live: LiveSettings = field(default_factory=LiveSettings)
     client_webhooks: ClientWebhookSettings = field(default_factory=ClientWebhookSettings)
     # Downloads read media from S3 through presigned URLs, waiting as long as the S3 clients do.
     storage_timeouts: S3Timeouts = field(default_factory=S3Timeouts)
-
-    @property
-    def jobs_stream(self) -> StreamSpec:
-        return replace(JOBS_STREAM, replicas=self.nats_stream_replicas)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -158,7 +150,6 @@ class Settings:
             cors=CorsSettings.from_env(),
             jwt=JwtSettings.from_env(),
             nats_url=env_str("NATS_URL"),
-            nats_stream_replicas=stream_replicas(env_int("NATS_STREAM_REPLICAS", cls.nats_stream_replicas)),
             live=LiveSettings.from_env(),
             client_webhooks=ClientWebhookSettings.from_env(),
             storage_timeouts=S3Timeouts(

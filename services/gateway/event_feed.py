@@ -36,7 +36,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
-from servicekit.bus import REPLAYED_HEADER, StreamSpec, connect_nats, create_stream_if_missing
+from servicekit.bus import REPLAYED_HEADER, connect_nats
 from servicekit.errors import ErrorKind, ServiceError
 from servicekit.lifecycle import wait_for_signal
 from vidflow.jobs.v1 import events_pb2, jobs_pb2
@@ -90,15 +90,14 @@ class EventFeed:
         hub: FanoutHub,
         *,
         name: str = "vidflow-gateway",
-        stream: StreamSpec = JOBS_STREAM,
+        stream_name: str = JOBS_STREAM.name,
     ) -> None:
         self._nats_url = nats_url
         self._hub = hub
         self._name = name
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
-        self._stream_spec = stream  # made with it if this replica finds it missing
-        self._stream = stream.name
+        self._stream = stream_name  # the jobs service's relay makes it; this waits for it
         # When the subscribed stream was made: a different time means NATS made it anew.
         self._stream_created: datetime | None = None
         self._live: JetStreamContext.PushSubscription | None = None
@@ -226,7 +225,7 @@ class EventFeed:
     ) -> JetStreamContext.PushSubscription:
         """From the next event, or with `from_start` from the stream's first (a stream made anew
         holds only events no client has had)."""
-        info = await create_stream_if_missing(js, self._stream_spec)
+        info = await js.stream_info(self._stream)
         self._stream_created = info.created
         self._last_stream_seq = 0 if from_start else info.state.last_seq
         return await js.subscribe(

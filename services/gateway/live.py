@@ -94,7 +94,7 @@ def live_events(settings: Settings) -> Callable[[web.Application], AsyncIterator
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         hub = FanoutHub(capacity=settings.live.queue_events)
-        feed = EventFeed(settings.nats_url, hub, stream=settings.jobs_stream)
+        feed = EventFeed(settings.nats_url, hub)
         app[LIVE_HUB] = hub
         app[EVENT_FEED] = feed
         app[LIVE_SETTINGS] = settings.live

@@ -39,7 +39,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from servicekit.bus import StreamSpec, connect_nats, create_stream_if_missing
+from servicekit.bus import connect_nats
 from servicekit.lifecycle import wait_for_signal
 from servicekit.metrics import get_meter
 from servicekit.webhooks import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
@@ -126,13 +126,13 @@ class WebhookWorker:
         nats_url: str,
         *,
         name: str = "vidflow-gateway",
-        stream: StreamSpec = JOBS_STREAM,
+        stream_name: str = JOBS_STREAM.name,
     ) -> None:
         self._settings = settings
         self._store = store
         self._nats_url = nats_url
         self._name = name
-        self._stream = stream  # made with it if this replica finds it missing
+        self._stream_name = stream_name  # the jobs service's relay makes it; this waits for it
         self._policy = RetryPolicy(
             settings.retry_base_seconds, settings.retry_max_seconds, settings.max_attempts
         )
@@ -245,11 +245,10 @@ class WebhookWorker:
                 self._handled_until = sent_at
 
     async def _subscribe(self, js: JetStreamContext) -> JetStreamContext.PullSubscription:
-        await create_stream_if_missing(js, self._stream)
         return await js.pull_subscribe(
             VIDEO_EVENT_SUBJECTS,
             durable=self._settings.consumer,
-            stream=self._stream.name,
+            stream=self._stream_name,
             config=ConsumerConfig(
                 # Applies only when the consumer is made (first deployment, or NATS lost it): an
                 # existing one resumes where it stood.
@@ -375,9 +374,7 @@ def client_webhooks(settings: Settings) -> Callable[[web.Application], AsyncIter
     """cleanup_ctx: the worker, after the database context has made the store."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        worker = WebhookWorker(
-            settings.client_webhooks, app[WEBHOOK_STORE], settings.nats_url, stream=settings.jobs_stream
-        )
+        worker = WebhookWorker(settings.client_webhooks, app[WEBHOOK_STORE], settings.nats_url)
         worker.start()
         yield
         await worker.stop()

@@ -446,7 +446,7 @@ def run_machine(thread: LoopThread, billing: Billing, *, grpc: bool, examples: i
 
 def test_random_operations_on_the_store_keep_the_ledger_sound(service: tuple[LoopThread, Billing]) -> None:
     thread, billing = service
-    run_machine(thread, billing, grpc=False, examples=40, steps=40)
+    run_machine(thread, billing, grpc=False, examples=25, steps=40)
 
 
 def test_random_operations_over_grpc_keep_the_ledger_sound(service: tuple[LoopThread, Billing]) -> None:

@@ -15,12 +15,12 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from nats.js import JetStreamContext
-from servicekit.bus import REPLAYED_HEADER, connect_nats, create_stream_if_missing, publish
+from servicekit.bus import REPLAYED_HEADER, connect_nats, ensure_stream, publish
 from servicekit.db import make_engine
 from vidflow.jobs.v1 import events_pb2, jobs_pb2
 
@@ -53,9 +53,10 @@ class Consumers:
     live: list[int] = field(default_factory=list)  # sequences the watcher got, in order
 
     async def live_until(self, sequence: int) -> list[int]:
-        while not self.live or self.live[-1] < sequence:
-            await self.watcher.wait()
-            self.live += [event.sequence for event in self.watcher.take()]
+        async with asyncio.timeout(60):
+            while not self.live or self.live[-1] < sequence:
+                await self.watcher.wait()
+                self.live += [event.sequence for event in self.watcher.take()]
         return self.live
 
     async def webhooks_until(self, count: int) -> list[tuple[str, int]]:
@@ -123,7 +124,7 @@ async def status_changed(
     event = events_pb2.VideoStatusChangedEvent(event_id=uuid.uuid4().hex, sequence=sequence, job=job)
     subject = status_subject(consumers.owner, consumers.video_id)
     msg_id = f"{consumers.video_id}:{sequence}"
-    await create_stream_if_missing(js, JOBS_STREAM)
+    await ensure_stream(js, JOBS_STREAM)  # as the relay does when a publish found no stream
     headers = {REPLAYED_HEADER: "1"} if replayed else None
     await publish(js, subject, event.SerializeToString(), msg_id=msg_id, headers=headers)
 
@@ -142,29 +143,32 @@ async def test_both_consumers_carry_on_with_new_events_after_nats_comes_back_wit
     nats_server: RestartableInfrastructure, fresh_database_url: str
 ) -> None:
     await nats_server.start(Server.NATS)
-    async with gateway_consumers(nats_server.nats_url, fresh_database_url) as consumers:
+    async with (
+        jobs_publisher(nats_server.nats_url) as js,
+        gateway_consumers(nats_server.nats_url, fresh_database_url) as consumers,
+    ):
+        await ensure_stream(js, JOBS_STREAM)  # the relay makes it at start-up; consumers wait for it
         await consumers.feed.wait_subscribed()
-        async with jobs_publisher(nats_server.nats_url) as js:
-            await status_changed(js, consumers, 1, IN_PROGRESS)
-            assert await consumers.live_until(1) == [1]
-            assert await consumers.webhooks_until(1) == [("video.progress", 10)]
+        await status_changed(js, consumers, 1, IN_PROGRESS)
+        assert await consumers.live_until(1) == [1]
+        assert await consumers.webhooks_until(1) == [("video.progress", 10)]
 
-            await nats_server.stop(Server.NATS)
-            await nats_server.lose_data(Server.NATS)
-            await nats_server.start(Server.NATS)
-            # Published at once: before either consumer may have noticed that the stream is new.
-            # The relay refills the stream with history first; live clients are not sent it again.
-            await status_changed(js, consumers, 1, IN_PROGRESS, replayed=True)
-            await status_changed(js, consumers, 2, IN_PROGRESS)
-            await status_changed(js, consumers, 3, COMPLETED)
+        await nats_server.stop(Server.NATS)
+        await nats_server.lose_data(Server.NATS)
+        await nats_server.start(Server.NATS)
+        # Published at once: before either consumer may have noticed that the stream is new.
+        # The relay refills the stream with history first; live clients are not sent it again.
+        await status_changed(js, consumers, 1, IN_PROGRESS, replayed=True)
+        await status_changed(js, consumers, 2, IN_PROGRESS)
+        await status_changed(js, consumers, 3, COMPLETED)
 
-            assert await consumers.live_until(3) == [1, 2, 3]
-            assert await consumers.webhooks_until(3) == [
-                ("video.completed", 30),
-                ("video.progress", 10),
-                ("video.progress", 20),
-            ]
-            await eventually(lambda: _true_if(consumers.feed.ready))
+        assert await consumers.live_until(3) == [1, 2, 3]
+        assert await consumers.webhooks_until(3) == [
+            ("video.completed", 30),
+            ("video.progress", 10),
+            ("video.progress", 20),
+        ]
+        await eventually(lambda: _true_if(consumers.feed.ready))
 
 
 async def test_consumers_started_before_nats_get_the_first_events_once_it_is_up(
@@ -188,19 +192,19 @@ async def _true_if(condition: bool) -> bool | None:
     return True if condition else None
 
 
-async def test_both_consumers_stop_promptly_while_their_stream_cannot_be_made(
+async def test_both_consumers_stop_promptly_while_their_stream_is_missing(
     infrastructure, fresh_database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Three copies on a one-server NATS: every try to make the stream is refused at once. Stopping
-    must end the retries (they once spun without pause, and the gateway outlived its grace period)."""
-    impossible = replace(JOBS_STREAM, name=f"JOBS_{uuid.uuid4().hex[:8]}", replicas=3)
+    """No relay has made the stream: both consumers retry until it exists. Stopping must end the
+    retries (they once spun without pause, and the gateway outlived its grace period)."""
+    missing = f"JOBS_{uuid.uuid4().hex[:8]}"
     engine = make_engine(await migrated(fresh_database_url), pool_size=2)
-    feed = EventFeed(infrastructure.nats_url, FanoutHub(capacity=10), stream=impossible)
+    feed = EventFeed(infrastructure.nats_url, FanoutHub(capacity=10), stream_name=missing)
     worker = WebhookWorker(
         ClientWebhookSettings(allow_private=True),
         WebhookStore(engine),
         infrastructure.nats_url,
-        stream=impossible,
+        stream_name=missing,
     )
     try:
         with caplog.at_level(logging.WARNING):
@@ -209,7 +213,7 @@ async def test_both_consumers_stop_promptly_while_their_stream_cannot_be_made(
 
             def refused(logger: str) -> bool:
                 return any(
-                    record.name == logger and "replicas" in str(getattr(record, "error", ""))
+                    record.name == logger and "not found" in str(getattr(record, "error", "")).lower()
                     for record in caplog.records
                 )
 
