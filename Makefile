@@ -49,7 +49,7 @@ browser: ## Install Debian's chromium for the web app tests (needs root; says so
 
 test: gen browser ## Unit tests, then integration and end-to-end tests on real servers
 	$(BIN)/python -m pytest -m "not integration and not e2e" -q -p no:cacheprovider
-	$(BIN)/python -m pytest -m "integration or e2e" -q -p no:cacheprovider --durations=15
+	$(BIN)/python -m pytest -m "(integration or e2e) and not full_size_only" -q -p no:cacheprovider --durations=15
 
 test-reliability: gen ## Crash, outage and abuse scenarios at full size (minutes; CI runs them small)
 	RELIABILITY_FULL=1 $(BIN)/python -m pytest -m reliability -q -p no:cacheprovider --durations=0

@@ -53,7 +53,7 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
 ]
-EXAMPLES_PER_OPERATION = 25
+EXAMPLES_PER_OPERATION = 15
 # The finished video below costs 40; the rest pays for a few short videos from valid creates.
 FUZZ_CREDITS = 200
 

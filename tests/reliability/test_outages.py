@@ -576,6 +576,7 @@ async def two_deployments(servers: RestartableInfrastructure) -> AsyncIterator[T
         )
 
 
+@pytest.mark.full_size_only  # CI keeps failover in tests/test_routing.py
 async def test_a_cut_off_deployment_hands_new_videos_to_the_other_and_resumes_its_own(
     two_deployments: TwoDeployments, http: aiohttp.ClientSession, scale
 ) -> None:

@@ -39,7 +39,8 @@ from tests.reliability.test_outages import (
     new_tenant,
 )
 
-pytestmark = [pytest.mark.reliability, pytest.mark.e2e]
+# CI keeps hung storage in tests/test_media_storage_outage.py and the renderer's test_storage_hang.py.
+pytestmark = [pytest.mark.reliability, pytest.mark.e2e, pytest.mark.full_size_only]
 
 # Short waits keep the scenario small: a hung call gives up after about twice the read timeout.
 STORAGE_TIMEOUTS = S3Timeouts(connect_seconds=2, read_seconds=2)
