@@ -16,8 +16,7 @@ import io
 import os
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
-from urllib.parse import urlsplit
+from dataclasses import dataclass
 
 import aiohttp
 import pytest
@@ -28,7 +27,7 @@ from devstack.servers import Infrastructure
 from simulator.config import Settings as SimulatorSettings
 from tests.conftest import Stack, running_stack
 from tests.helpers import credit, eventually
-from tests.reliability.outage_control import TcpProxy
+from tests.reliability.outage_control import TcpProxy, s3_behind_a_proxy
 
 pytestmark = pytest.mark.e2e
 
@@ -52,34 +51,29 @@ class Download:
 @contextlib.asynccontextmanager
 async def completed_video_behind_a_proxy(infrastructure: Infrastructure) -> AsyncIterator[Download]:
     """A stack whose S3 traffic (presigned URLs included) goes through a proxy, with one video made."""
-    storage = urlsplit(infrastructure.s3_endpoint)
-    proxy = TcpProxy(storage.port or 80, storage.hostname or "127.0.0.1")
-    await proxy.restore()
-    try:
-        async with (
-            running_stack(
-                replace(infrastructure, s3_endpoint=proxy.url),
-                SimulatorSettings(generation_seconds=0.5),
-                storage_timeouts=STORAGE_TIMEOUTS,
-            ) as stack,
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
-        ):
-            await credit(stack.billing_address, "user_alice", 100, request_id=f"topup-{uuid.uuid4()}")
-            headers = {"Authorization": f"Bearer {stack.key('user_alice')}"}
-            body = {"model": "sora-2", "seconds": "4", "prompt": "A lighthouse at dusk"}
-            async with http.post(f"{stack.gateway_url}/v1/videos", json=body, headers=headers) as answer:
-                video_id = (await answer.json())["id"]
+    async with (
+        s3_behind_a_proxy(infrastructure) as (proxied, proxy),
+        running_stack(
+            proxied,
+            SimulatorSettings(generation_seconds=0.5),
+            storage_timeouts=STORAGE_TIMEOUTS,
+        ) as stack,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
+    ):
+        await credit(stack.billing_address, "user_alice", 100, request_id=f"topup-{uuid.uuid4()}")
+        headers = {"Authorization": f"Bearer {stack.key('user_alice')}"}
+        body = {"model": "sora-2", "seconds": "4", "prompt": "A lighthouse at dusk"}
+        async with http.post(f"{stack.gateway_url}/v1/videos", json=body, headers=headers) as answer:
+            video_id = (await answer.json())["id"]
 
-            async def completed() -> bool | None:
-                async with http.get(f"{stack.gateway_url}/v1/videos/{video_id}", headers=headers) as answer:
-                    status = (await answer.json())["status"]
-                assert status != "failed"
-                return True if status == "completed" else None
+        async def completed() -> bool | None:
+            async with http.get(f"{stack.gateway_url}/v1/videos/{video_id}", headers=headers) as answer:
+                status = (await answer.json())["status"]
+            assert status != "failed"
+            return True if status == "completed" else None
 
-            await eventually(completed, deadline_seconds=90)
-            yield Download(stack, proxy, http, video_id, headers)
-    finally:
-        await proxy.cut()
+        await eventually(completed, deadline_seconds=90)
+        yield Download(stack, proxy, http, video_id, headers)
 
 
 @pytest.mark.parametrize("outage", ["refused", "hung"])

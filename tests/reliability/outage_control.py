@@ -16,7 +16,9 @@ import enum
 import shutil
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from devstack.servers import LOOPBACK, Infrastructure, S3Endpoint, run_nats, run_postgres, run_seaweedfs
 
@@ -223,3 +225,16 @@ class TcpProxy:
         finally:
             self._writers.discard(writer)
             writer.close()
+
+
+@contextlib.asynccontextmanager
+async def s3_behind_a_proxy(infrastructure: Infrastructure) -> AsyncIterator[tuple[Infrastructure, TcpProxy]]:
+    """`infrastructure` with its S3 endpoint (presigned URLs included) behind a proxy the test can
+    cut or stall; the proxy is cut at the end."""
+    storage = urlsplit(infrastructure.s3_endpoint)
+    proxy = TcpProxy(storage.port or 80, storage.hostname or "127.0.0.1")
+    await proxy.restore()
+    try:
+        yield replace(infrastructure, s3_endpoint=proxy.url), proxy
+    finally:
+        await proxy.cut()

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import replace
-from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -25,7 +23,7 @@ from servicekit.storage import S3Timeouts
 from devstack.servers import Infrastructure
 from simulator.config import Settings as SimulatorSettings
 from tests.conftest import running_stack
-from tests.reliability.outage_control import TcpProxy
+from tests.reliability.outage_control import s3_behind_a_proxy
 from tests.reliability.test_outages import (
     GENERATION_SECONDS,
     JOBS_CI,
@@ -57,60 +55,53 @@ async def _download(tenant: Tenant, video_id: str) -> tuple[int, bytes]:
 async def test_videos_wait_out_a_hung_s3_and_downloads_answer_503_until_it_answers(
     infrastructure: Infrastructure, s3: Minio, scale
 ) -> None:
-    storage = urlsplit(infrastructure.s3_endpoint)
-    proxy = TcpProxy(storage.port or 80, storage.hostname or "127.0.0.1")
-    await proxy.restore()
-    try:
-        async with (
-            running_stack(
-                replace(infrastructure, s3_endpoint=proxy.url),
-                SimulatorSettings(generation_seconds=GENERATION_SECONDS),
-                storage_timeouts=STORAGE_TIMEOUTS,
-            ) as stack,
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
-        ):
-            tenant = await new_tenant(http, stack, "s3_hang")
-            (finished,) = await tenant.create(1)
-            await tenant.wait_all_ended()
-            jobs = int(scale.pick(JOBS_CI, JOBS_FULL))
-            await tenant.create(jobs // 2)
-            await _wait_until_stage(stack, tenant.ids, {"generating"}, at_least=1)
-            before = await _stage_of(stack, tenant.ids)
+    async with (
+        s3_behind_a_proxy(infrastructure) as (proxied, proxy),
+        running_stack(
+            proxied,
+            SimulatorSettings(generation_seconds=GENERATION_SECONDS),
+            storage_timeouts=STORAGE_TIMEOUTS,
+        ) as stack,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
+    ):
+        tenant = await new_tenant(http, stack, "s3_hang")
+        (finished,) = await tenant.create(1)
+        await tenant.wait_all_ended()
+        jobs = int(scale.pick(JOBS_CI, JOBS_FULL))
+        await tenant.create(jobs // 2)
+        await _wait_until_stage(stack, tenant.ids, {"generating"}, at_least=1)
+        before = await _stage_of(stack, tenant.ids)
 
-            await proxy.stall()
-            try:
-                loop = asyncio.get_running_loop()
-                hang_ends = loop.time() + scale.pick(HANG_SECONDS_CI, HANG_SECONDS_FULL)
-                downloads = [await _download(tenant, finished)]
-                # Admission needs no storage.
-                await tenant.create(jobs - jobs // 2)
-                # A video the provider finished cannot be staged: the upload gives up on the hung S3
-                # and the step is scheduled again, rather than holding the worker's lease.
-                await _wait_until(
-                    stack, tenant.ids, lambda row: row.stage == "downloading" and row.attempts > 0
-                )
-                await asyncio.sleep(max(0.0, hang_ends - loop.time()))
-                downloads.append(await _download(tenant, finished))
-                during = await _stage_of(stack, tenant.ids)
-            finally:
-                await proxy.restore()
+        await proxy.stall()
+        try:
+            loop = asyncio.get_running_loop()
+            hang_ends = loop.time() + scale.pick(HANG_SECONDS_CI, HANG_SECONDS_FULL)
+            downloads = [await _download(tenant, finished)]
+            # Admission needs no storage.
+            await tenant.create(jobs - jobs // 2)
+            # A video the provider finished cannot be staged: the upload gives up on the hung S3
+            # and the step is scheduled again, rather than holding the worker's lease.
+            await _wait_until(stack, tenant.ids, lambda row: row.stage == "downloading" and row.attempts > 0)
+            await asyncio.sleep(max(0.0, hang_ends - loop.time()))
+            downloads.append(await _download(tenant, finished))
+            during = await _stage_of(stack, tenant.ids)
+        finally:
+            await proxy.restore()
 
-            # Nothing failed, and nothing that still needed S3 completed while it hung...
-            assert_held_during_outage(before, during)
-            # ...and downloads answered at once, 503 with an OpenAI error body, for the whole hang.
-            for status, body in downloads:
-                assert status == 503, body
-                error = json.loads(body)["error"]
-                assert (error["type"], error["code"]) == ("server_error", "service_unavailable")
-                assert set(error) == {"message", "type", "param", "code"}
+        # Nothing failed, and nothing that still needed S3 completed while it hung...
+        assert_held_during_outage(before, during)
+        # ...and downloads answered at once, 503 with an OpenAI error body, for the whole hang.
+        for status, body in downloads:
+            assert status == 503, body
+            error = json.loads(body)["error"]
+            assert (error["type"], error["code"]) == ("server_error", "service_unavailable")
+            assert set(error) == {"message", "type", "param", "code"}
 
-            await assert_nothing_lost_or_doubled(tenant)
-            for video_id in tenant.ids:
-                status, content = await _download(tenant, video_id)
-                assert status == 200
-                stored = await asyncio.to_thread(
-                    s3.stat_object, stack.s3.bucket, f"media/{tenant.user}/{video_id}/video.mp4"
-                )
-                assert len(content) == stored.size and content[4:8] == b"ftyp"  # the MP4, whole
-    finally:
-        await proxy.cut()
+        await assert_nothing_lost_or_doubled(tenant)
+        for video_id in tenant.ids:
+            status, content = await _download(tenant, video_id)
+            assert status == 200
+            stored = await asyncio.to_thread(
+                s3.stat_object, stack.s3.bucket, f"media/{tenant.user}/{video_id}/video.mp4"
+            )
+            assert len(content) == stored.size and content[4:8] == b"ftyp"  # the MP4, whole
